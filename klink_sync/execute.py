@@ -1,0 +1,280 @@
+"""Walk a Plan: hot pass, stop, cold pass, start, then finish with the stack up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import __version__, destination, fileindex, process, rsync
+from .destination import Destination
+from .errors import UsageError
+from .models import Phase, VolumeType
+from .plan import CopyUnit, Mode, Plan
+from .stack import Stack, stopped_stack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A copy unit's source as found on this host at run time."""
+
+    path: str
+    is_file: bool = False
+
+
+@dataclass(frozen=True)
+class PassResult:
+    phase: Phase
+    unit: str
+    seconds: float
+    exit_code: int
+    stats: rsync.RsyncStats
+    refreshed: int = 0  # files copied again because their ctime moved
+    warning: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    mode: Mode
+    result: str  # "ok" or "failed"
+    dest: str
+    snapshot: str | None
+    downtime_seconds: float
+    phases: Mapping[str, float]  # phase -> seconds
+    services_before: tuple[str, ...]
+    services_after: tuple[str, ...]
+    passes: tuple[PassResult, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: str = ""
+
+    def bytes_moved(self, phase: Phase) -> int:
+        return sum(p.stats.transferred_size for p in self.passes if p.phase is phase)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["passes"] = [
+            {**asdict(p), "phase": p.phase.value, "stats": asdict(p.stats)} for p in self.passes
+        ]
+        data["mode"] = self.mode.value
+        data["bytes_moved"] = {ph.value: self.bytes_moved(ph) for ph in (Phase.HOT, Phase.COLD)}
+        return data
+
+
+def resolve_sources(plan: Plan) -> dict[str, Source]:
+    """Host paths of every unit; named volumes are asked of Docker (read-only)."""
+    sources: dict[str, Source] = {}
+    for unit in plan.units:
+        path = unit.source
+        if unit.type is VolumeType.VOLUME:
+            path = _volume_mountpoint(unit)
+        if not os.path.exists(path):
+            raise UsageError(f"{unit.source}: source of {unit.dest} does not exist")
+        sources[unit.dest] = Source(path, os.path.isfile(path))
+    return sources
+
+
+def _volume_mountpoint(unit: CopyUnit) -> str:
+    for name in unit.volume_names:
+        try:
+            out = process.run(("docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name))
+        except process.CommandFailed:
+            continue
+        return out.stdout.strip()
+    tried = ", ".join(unit.volume_names)
+    raise UsageError(f"named volume '{unit.source}' not found in Docker (tried {tried})")
+
+
+def copy_command(unit: CopyUnit, source: Source, staging: Path, latest: Path | None) -> tuple:
+    link_dest = None
+    if latest is not None and (latest / unit.dest).exists():
+        link_dest = str(latest / unit.dest)
+    return rsync.copy_argv(
+        source.path,
+        str(staging / unit.dest),
+        link_dest=link_dest,
+        excludes=unit.excludes,
+        source_is_file=source.is_file,
+    )
+
+
+def dry_run_commands(plan: Plan, dest: Destination, stack: Stack, sources: Mapping[str, Source]):
+    """The exact commands a run would issue, in order (for --dry-run)."""
+    latest = dest.latest()
+    latest_path = latest.path if latest else None
+    staging = dest.staging
+    if plan.mode is Mode.HOT_COLD:
+        for unit in plan.hot_units:
+            yield Phase.HOT, copy_command(unit, sources[unit.dest], staging, latest_path)
+    yield Phase.STOP, stack.argv("stop", "-t", str(plan.stop_timeout))
+    for unit in plan.units:
+        yield Phase.COLD, copy_command(unit, sources[unit.dest], staging, latest_path)
+    yield Phase.START, stack.argv("start", "<services running before>")
+
+
+class Run:
+    """One backup run: holds what the phases share and the results they add."""
+
+    def __init__(self, plan: Plan, dest: Destination, stack: Stack):
+        self.plan, self.dest, self.stack = plan, dest, stack
+        self.passes: list[PassResult] = []
+        self.warnings: list[str] = []
+        self.phases: dict[str, float] = {}
+
+    def _copy(self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None) -> None:
+        target = self.dest.staging / unit.dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ok = (0, *rsync.HOT_WARNING_CODES) if phase is Phase.HOT else (0,)
+        began = time.monotonic()
+        result = process.run(copy_command(unit, source, self.dest.staging, latest), ok_codes=ok)
+        warning = rsync.HOT_WARNING_CODES.get(result.exit_code, "")
+        if warning:
+            self.warnings.append(f"hot pass {unit.dest}: {warning}")
+        stats = rsync.parse_stats(result.stdout)
+        self.passes.append(
+            PassResult(phase, unit.dest, time.monotonic() - began, result.exit_code, stats,
+                       warning=warning)
+        )  # fmt: skip
+        log.info("%s pass %s: %d files, %d bytes copied in %.1fs", phase.value, unit.dest,
+                 stats.regular_files_transferred, stats.transferred_size,
+                 time.monotonic() - began)  # fmt: skip
+
+    def _refresh(self, unit: CopyUnit, source: Source, names: list[str]) -> None:
+        """Copy again the files rsync's quick check would wrongly keep."""
+        if not names:
+            return
+        listing = self.dest.root / ".refresh-list"
+        fileindex.write_null_list(listing, names)
+        root = os.path.dirname(source.path) if source.is_file else source.path
+        began = time.monotonic()
+        result = process.run(rsync.refresh_argv(root, str(self.dest.staging / unit.dest),
+                                                str(listing)))  # fmt: skip
+        listing.unlink()
+        self.passes.append(
+            PassResult(Phase.COLD, unit.dest + " (ctime refresh)", time.monotonic() - began,
+                       result.exit_code, rsync.parse_stats(result.stdout), refreshed=len(names))
+        )  # fmt: skip
+        log.info("cold pass %s: %d files changed without rsync seeing it, copied again",
+                 unit.dest, len(names))  # fmt: skip
+
+    def execute(self) -> Report:
+        plan, dest, stack = self.plan, self.dest, self.stack
+        began = time.monotonic()
+        sources = resolve_sources(plan)
+        stack.check()
+        process.run(("rsync", "--version"))
+        before = stack.running_services()
+        log.info("running before the backup: %s", ", ".join(before) or "nothing")
+        latest = dest.latest()
+        latest_path = latest.path if latest else None
+        previous = fileindex.load(latest_path / destination.INDEX) if latest_path else {}
+        staging = destination.fresh_staging(dest)
+        self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
+
+        hot_scans: dict[str, fileindex.Scan] = {}
+        if plan.mode is Mode.HOT_COLD and before:
+            began = time.monotonic()
+            for unit in plan.hot_units:
+                src = sources[unit.dest]
+                hot_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
+                self._copy(Phase.HOT, unit, src, latest_path)
+            self.phases[Phase.HOT.value] = time.monotonic() - began
+
+        cold_scans: dict[str, fileindex.Scan] = {}
+        with stopped_stack(stack, before, plan.stop_timeout) as times:
+            began = time.monotonic()
+            stale: dict[str, list[str]] = {}
+            for unit in plan.units:
+                src = sources[unit.dest]
+                now = cold_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
+                prev = previous.get(unit.dest)
+                stale[unit.dest] = fileindex.files_to_refresh(
+                    now,
+                    str(staging / unit.dest),
+                    str(latest_path / unit.dest) if latest_path else None,
+                    hot=hot_scans.get(unit.dest),
+                    previous=prev if prev and prev.root == src.path else None,
+                )
+            for unit in plan.units:
+                self._copy(Phase.COLD, unit, sources[unit.dest], latest_path)
+            for unit in plan.units:
+                self._refresh(unit, sources[unit.dest], stale[unit.dest])
+            self.phases[Phase.COLD.value] = time.monotonic() - began
+        self.phases[Phase.STOP.value] = times["stop_end"] - times["stop_begin"]
+        self.phases[Phase.START.value] = times["start_end"] - times["start_begin"]
+        downtime = times["start_end"] - times["stop_begin"]
+
+        began = time.monotonic()
+        after = stack.running_services()
+        fileindex.save(staging / destination.INDEX, cold_scans)
+        report = Report(plan.mode, "ok", str(dest.root), None, downtime, self.phases,
+                        before, after, tuple(self.passes), tuple(self.warnings))  # fmt: skip
+        manifest = build_manifest(plan, report, sources, times)
+        destination.write_json_atomic(staging / destination.MANIFEST, manifest)
+        snapshot = destination.promote(dest, times["stop_begin"])
+        self.phases[Phase.FINISH.value] = time.monotonic() - began
+        log.info("snapshot %s complete; downtime %.1fs", snapshot.name, downtime)
+        return Report(**{**report.__dict__, "snapshot": snapshot.name, "phases": self.phases})
+
+
+def build_manifest(
+    plan: Plan, report: Report, sources: Mapping[str, Source], times: Mapping[str, float]
+) -> dict:
+    """Everything a restore needs to know, and nothing secret."""
+    cold = {p.unit: p.stats for p in report.passes if p.phase is Phase.COLD}
+    moved: dict[str, dict[str, int]] = {}
+    for p in report.passes:
+        unit = p.unit.removesuffix(" (ctime refresh)")
+        moved.setdefault(unit, {}).setdefault(p.phase.value, 0)
+        moved[unit][p.phase.value] += p.stats.transferred_size
+    units = []
+    for unit in plan.units:
+        stats = cold.get(unit.dest, rsync.RsyncStats())
+        units.append({
+            "dest": unit.dest, "source": unit.source, "host_path": sources[unit.dest].path,
+            "type": unit.type.value, "class": unit.cls.value, "reason": unit.reason,
+            "excludes": list(unit.excludes), "is_file": sources[unit.dest].is_file,
+            "files": stats.files, "bytes": stats.total_size,
+            "bytes_transferred": moved.get(unit.dest, {}),
+        })  # fmt: skip
+    return {
+        "format": 1,
+        "tool": f"klink-sync {__version__}",
+        "host": socket.gethostname(),
+        "mode": plan.mode.value,
+        "result": report.result,
+        "folder": str(plan.folder),
+        "compose_files": [str(f) for f in plan.compose_files],
+        "project": plan.project_name,
+        "volumes": [
+            {"service": c.volume.service, "source": c.volume.source, "target": c.volume.target,
+             "type": c.volume.type.value, "class": c.cls.value, "reason": c.reason}
+            for c in plan.volumes
+        ],  # fmt: skip
+        "units": units,
+        "times": {k: _iso(v) for k, v in times.items()},
+        "phases_seconds": dict(report.phases),
+        "downtime_seconds": report.downtime_seconds,
+        "services_before": list(report.services_before),
+        "services_after": list(report.services_after),
+        "warnings": list(report.warnings),
+    }
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1e6):06d}Z"
+
+
+def run_backup(plan: Plan, dest_root: Path, stack: Stack) -> Report:
+    """Lock the destination and run; failures leave every earlier snapshot untouched."""
+    dest = destination.prepare(dest_root)
+    with destination.locked(dest):
+        return Run(plan, dest, stack).execute()
+
+
+

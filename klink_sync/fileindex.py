@@ -1,0 +1,138 @@
+"""What rsync's quick check cannot see: changes that keep size and mtime.
+
+A writer can put an old mtime back (`cp -p`, `touch -r`) or change a file
+within the same second without changing its size; rsync then keeps a stale
+copy. A writer cannot set ctime. So every copy records, before it reads, each
+file's (inode, ctime, mtime, size); during the cold pass the same stat walk
+(metadata only, no file content) names the files whose copy may be stale, and
+only those are copied again with --ignore-times.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A file whose ctime is this close to the walk that recorded it may change again
+# (ctime ticks are coarse: one jiffy, 1 to 10 ms; this allows for many of them)
+# within the same ctime tick without its ctime moving: never trust it.
+RACY_NS = 200_000_000
+
+FileState = tuple[int, int, int, int]  # inode, ctime_ns, mtime_ns, size
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Regular files below one source root, as they were when the walk started."""
+
+    root: str
+    started_ns: int
+    files: Mapping[str, FileState] = field(repr=False)
+
+    def unchanged(self, rel: str, now: FileState) -> bool:
+        """True when the file is provably the one this walk recorded."""
+        before = self.files.get(rel)
+        return before == now and now[1] < self.started_ns - RACY_NS
+
+
+def _walk(root: str, rel: str, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_result]]:
+    with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+        for entry in entries:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            if path in skip:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(root, path, skip)
+            elif entry.is_file(follow_symlinks=False):
+                yield path, entry.stat(follow_symlinks=False)
+
+
+def state_of(st: os.stat_result) -> FileState:
+    return (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+
+
+def scan(root: str, excludes: Sequence[str] = ()) -> Scan:
+    """Stat every regular file below root (a file source counts as one file)."""
+    started = time.time_ns()
+    skip = frozenset(e.strip("/") for e in excludes)
+    if os.path.isfile(root):
+        st = os.lstat(root)
+        return Scan(root, started, {os.path.basename(root): state_of(st)})
+    if not os.path.isdir(root):
+        return Scan(root, started, {})
+    return Scan(root, started, {rel: state_of(st) for rel, st in _walk(root, "", skip)})
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def files_to_refresh(
+    now: Scan,
+    staged: str,
+    latest: str | None,
+    hot: Scan | None = None,
+    previous: Scan | None = None,
+) -> list[str]:
+    """Files whose copy in `staged` may be stale although rsync's quick check will pass it.
+
+    `now` is the walk taken with the stack stopped. A staged file is a hot copy
+    (trusted if unchanged since the `hot` walk) or a hard link to `latest`
+    (trusted if unchanged since the `previous` run's walk). Files that rsync
+    will copy anyway (missing, other size or mtime second) are left to it.
+    """
+    stale = []
+    for rel, state in now.files.items():
+        since_hot = hot is not None and hot.unchanged(rel, state)
+        since_previous = previous is not None and previous.unchanged(rel, state)
+        if since_hot and since_previous:
+            continue
+        copy = _lstat(os.path.join(staged, rel))
+        old = _lstat(os.path.join(latest, rel)) if latest else None
+        linked = copy is None or (old is not None and copy.st_ino == old.st_ino)
+        basis = old if copy is None else copy
+        if basis is None or basis.st_size != state[3]:
+            continue
+        if basis.st_mtime_ns // 1_000_000_000 != state[2] // 1_000_000_000:
+            continue
+        if (since_previous if linked else since_hot):
+            continue
+        stale.append(rel)
+    return stale
+
+
+def write_null_list(path: Path, names: Sequence[str]) -> None:
+    """A --from0 list: names may hold newlines; bytes as they are on disk."""
+    path.write_bytes(b"".join(os.fsencode(n) + b"\0" for n in names))
+
+
+def save(path: Path, scans: Mapping[str, Scan]) -> None:
+    data = {
+        key: {"root": s.root, "started_ns": s.started_ns, "files": s.files}
+        for key, s in scans.items()
+    }
+    with gzip.open(path, "wt", encoding="utf-8", errors="surrogateescape") as out:
+        json.dump(data, out, separators=(",", ":"))
+
+
+def load(path: Path) -> dict[str, Scan]:
+    """The previous run's walks; a missing or unreadable index trusts nothing."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as src:
+            data = json.load(src)
+    except (OSError, ValueError):
+        return {}
+    return {
+        key: Scan(v["root"], v["started_ns"], {k: tuple(s) for k, s in v["files"].items()})
+        for key, v in data.items()
+    }

@@ -1,0 +1,165 @@
+"""Deployment + settings -> Plan: what is copied, when, and why (pure)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from .classify import Override, classify_all
+from .compose import Deployment
+from .models import Classified, Phase, VolumeClass, VolumeType
+
+
+class Mode(str, Enum):
+    HOT_COLD = "hot-cold"
+    COLD = "cold"
+
+
+@dataclass(frozen=True)
+class CopyUnit:
+    """One rsync source and where it lands inside a snapshot."""
+
+    dest: str  # path inside the snapshot: "folder", "folder/storage/data", "volumes/<name>"
+    source: str  # absolute host path; for named volumes the compose key (resolved at run time)
+    type: VolumeType  # BIND (host path) or VOLUME (Docker named volume)
+    cls: VolumeClass
+    reason: str
+    excludes: tuple[str, ...] = ()  # paths below source owned by other units or skipped
+    volume_names: tuple[str, ...] = ()  # named volumes: Docker names to try, in order
+
+    @property
+    def hot(self) -> bool:
+        return self.cls is VolumeClass.HOT
+
+
+@dataclass(frozen=True)
+class Step:
+    phase: Phase
+    text: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: Mode
+    folder: Path
+    compose_files: tuple[Path, ...]
+    project_name: str
+    volumes: tuple[Classified, ...]
+    units: tuple[CopyUnit, ...]
+    stop_timeout: int
+
+    @property
+    def hot_units(self) -> tuple[CopyUnit, ...]:
+        return tuple(u for u in self.units if u.hot)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        hot = [u.dest for u in self.hot_units] if self.mode is Mode.HOT_COLD else []
+        steps = [Step(Phase.PREFLIGHT, "check destination, sources, rsync and compose; "
+                      "note which services run")]  # fmt: skip
+        if hot:
+            steps.append(Step(Phase.HOT, f"copy while the stack runs: {', '.join(hot)}"))
+        steps += [
+            Step(Phase.STOP, f"stop every service of project '{self.project_name}' "
+                 f"(timeout {self.stop_timeout}s)"),
+            Step(Phase.COLD, "copy everything, strict: " + ", ".join(u.dest for u in self.units)
+                 + "; then copy again files whose ctime shows a change rsync cannot see"),
+            Step(Phase.START, "start again exactly the services that were running"),
+            Step(Phase.FINISH, "write manifest.json, promote staging to snapshots/<time>, "
+                 "move latest"),
+        ]  # fmt: skip
+        return tuple(steps)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _strongest(items: Sequence[Classified]) -> Classified:
+    """One source mounted twice is as delicate as its most delicate use."""
+    rank = {VolumeClass.COLD: 0, VolumeClass.HOT: 1, VolumeClass.SKIP: 2}
+    return min(items, key=lambda c: rank[c.cls])
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "root"
+
+
+def _volume_names(project: str, key: str, fixed: str) -> tuple[str, ...]:
+    if fixed:
+        return (fixed,)
+    v1_project = re.sub(r"[^-_a-z0-9]", "", project.lower())
+    return tuple(dict.fromkeys((f"{project}_{key}", f"{v1_project}_{key}")))
+
+
+def build_plan(
+    deployment: Deployment,
+    overrides: Sequence[Override] = (),
+    mode: Mode = Mode.HOT_COLD,
+    stop_timeout: int = 120,
+) -> Plan:
+    classified = classify_all(deployment.volumes, overrides)
+    folder = str(deployment.folder)
+    by_source: dict[tuple[VolumeType, str], list[Classified]] = {}
+    for c in classified:
+        if c.volume.type is not VolumeType.ANONYMOUS:
+            by_source.setdefault((c.volume.type, c.volume.source), []).append(c)
+
+    units: list[CopyUnit] = []
+    skipped: list[str] = []
+    taken: set[str] = set()
+    for (vtype, source), uses in sorted(by_source.items(), key=lambda kv: kv[0][1]):
+        chosen = _strongest(uses)
+        in_folder = vtype is VolumeType.BIND and _inside(source, folder)
+        if chosen.cls is VolumeClass.SKIP:
+            if vtype is VolumeType.BIND:
+                skipped.append(source)
+            continue
+        if in_folder:
+            if source == folder:
+                continue  # the folder itself is always copied, cold
+            dest = "folder/" + os.path.relpath(source, folder)
+        else:
+            base = "volumes/" + _safe_name(source if vtype is VolumeType.VOLUME else source[1:])
+            dest, n = base, 1
+            while dest in taken:
+                n += 1
+                dest = f"{base}-{n}"
+        taken.add(dest)
+        names = ()
+        if vtype is VolumeType.VOLUME:
+            names = _volume_names(deployment.project_name, source, chosen.volume.volume_name)
+        units.append(CopyUnit(dest, source, vtype, chosen.cls, chosen.reason, (), names))
+
+    folder_unit = CopyUnit(
+        "folder", folder, VolumeType.BIND, VolumeClass.COLD,
+        "the setup folder: compose and env files, relative volumes", (),
+    )  # fmt: skip
+    units = [folder_unit, *units]
+    # Each unit leaves out what lies inside it and belongs to another unit or is
+    # skipped, so every byte is copied once, by the unit that knows its class.
+    with_excludes = []
+    for unit in units:
+        others = [o.source for o in units if o.type is VolumeType.BIND] + skipped
+        inner = sorted(
+            {
+                os.path.relpath(other, unit.source)
+                for other in others
+                if unit.type is VolumeType.BIND and other != unit.source
+                and _inside(other, unit.source)
+            }
+        )  # fmt: skip
+        with_excludes.append(CopyUnit(**{**unit.__dict__, "excludes": tuple(inner)}))
+    return Plan(
+        mode=mode,
+        folder=deployment.folder,
+        compose_files=deployment.compose_files,
+        project_name=deployment.project_name,
+        volumes=classified,
+        units=tuple(with_excludes),
+        stop_timeout=stop_timeout,
+    )

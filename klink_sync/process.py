@@ -1,0 +1,104 @@
+"""The one process boundary: every external command runs through `run`.
+
+Command lines arrive as plain tuples built by pure functions; here they are
+logged (secrets masked), executed with `sh`, and their exit codes mapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import sh
+
+from .errors import KlinkSyncError
+
+log = logging.getLogger(__name__)
+# sh logs whole command lines unmasked; only this module may speak of commands.
+logging.getLogger("sh").setLevel(logging.CRITICAL)
+
+_secrets: set[str] = set()
+MASK = "*****"
+
+
+class CommandFailed(KlinkSyncError):
+    """An external command exited with a code its caller did not accept."""
+
+    def __init__(self, message: str, result: Result | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last_error_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return mask(lines[-1].strip()) if lines else ""
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Register values that must never appear in logs or messages."""
+    _secrets.update(v for v in values if v)
+
+
+def mask(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def show(argv: Sequence[str]) -> str:
+    """A command line as a user could paste it, with secrets masked."""
+    import shlex
+
+    return mask(" ".join(shlex.quote(os.fsdecode(a)) for a in argv))
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    ok_codes: Sequence[int] = (0,),
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    on_stdout_line: Callable[[str], None] | None = None,
+) -> Result:
+    """Run argv (never through a shell); raise CommandFailed unless its exit code is ok."""
+    argv = tuple(os.fsdecode(a) for a in argv)
+    log.debug("run: %s", show(argv))
+    try:
+        command = sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise CommandFailed(f"command not found: {argv[0]}") from None
+    out_lines: list[str] = []
+
+    def collect(line: str) -> None:
+        out_lines.append(line)
+        if on_stdout_line is not None:
+            on_stdout_line(line.rstrip("\n"))
+
+    running = command(
+        *argv[1:],
+        _ok_code=list(range(256)),
+        _return_cmd=True,
+        _tty_out=False,
+        _cwd=os.fspath(cwd) if cwd is not None else None,
+        _env=dict(env) if env is not None else dict(os.environ),
+        _out=collect,
+        _decode_errors="surrogateescape",
+    )
+    stderr = running.stderr.decode("utf-8", "surrogateescape")
+    result = Result(argv, running.exit_code, "".join(out_lines), stderr)
+    log.debug("exit %d: %s", result.exit_code, argv[0])
+    if result.exit_code not in ok_codes:
+        detail = result.last_error_line or f"exit code {result.exit_code}"
+        shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
+        raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
+    return result

@@ -1,0 +1,102 @@
+"""rsync command lines and the parsing of its statistics (pure)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Faithful copy: owners by number, hard links, ACLs, xattrs, deletions.
+# Never --inplace: it would write through hard links into older snapshots.
+BASE = ("rsync", "-aHAX", "--numeric-ids", "--delete", "--sparse", "--stats", "--no-h")
+
+# rsync exit codes a hot pass expects from files changing under it.
+HOT_WARNING_CODES = {
+    23: "some files could not be copied as they changed (the cold pass copies them)",
+    24: "some files vanished while being copied (expected while the stack runs)",
+}
+
+_WILDCARDS = re.compile(r"([*?\[\\])")
+
+
+def escape_pattern(path: str) -> str:
+    """Make a literal path safe as an rsync filter pattern."""
+    return _WILDCARDS.sub(r"\\\1", path)
+
+
+def dir_arg(path: str) -> str:
+    """Trailing slash: copy the folder's contents, never the folder into itself."""
+    return path if path.endswith("/") else path + "/"
+
+
+def copy_argv(
+    source: str,
+    dest: str,
+    *,
+    link_dest: str | None = None,
+    excludes: Sequence[str] = (),
+    source_is_file: bool = False,
+) -> tuple[str, ...]:
+    """One faithful copy of a volume (or the setup folder) into the staging tree.
+
+    `excludes` are paths relative to `source` that another copy unit owns or
+    that are skipped; rsync's --delete leaves them alone on the receiver.
+    """
+    argv = list(BASE)
+    if link_dest:
+        argv.append(f"--link-dest={link_dest}")
+    argv += [f"--exclude=/{escape_pattern(e.strip('/'))}" for e in excludes]
+    argv += [source if source_is_file else dir_arg(source), dir_arg(dest)]
+    return tuple(argv)
+
+
+def refresh_argv(source: str, dest: str, files_from: str) -> tuple[str, ...]:
+    """Copy again, whatever their size and mtime say, the files whose ctime shows a change.
+
+    rsync's quick check trusts size and whole-second mtime; a writer can keep
+    both. --ignore-times writes a new file and renames it, so a hard link to
+    an older snapshot is replaced, never written through.
+    """
+    return (
+        "rsync", "-aHAX", "--numeric-ids", "--sparse", "--stats", "--no-h",
+        "--ignore-times", "--from0", f"--files-from={files_from}",
+        dir_arg(source), dir_arg(dest),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RsyncStats:
+    files: int = 0  # entries in the source (files, dirs, links)
+    regular_files_transferred: int = 0
+    total_size: int = 0  # bytes of all files in the source
+    transferred_size: int = 0  # bytes of the files that were copied
+    literal_bytes: int = 0  # bytes actually sent (not matched)
+    deleted: int = 0
+
+    def __add__(self, other: RsyncStats) -> RsyncStats:
+        return RsyncStats(
+            *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)
+        )
+
+
+_STAT_LINES = {
+    "Number of files": "files",
+    "Number of regular files transferred": "regular_files_transferred",
+    "Total file size": "total_size",
+    "Total transferred file size": "transferred_size",
+    "Literal data": "literal_bytes",
+    "Number of deleted files": "deleted",
+}
+
+
+def parse_stats(output: str) -> RsyncStats:
+    """Read the --stats block; unknown or missing lines count as zero."""
+    values: dict[str, int] = {}
+    for line in output.splitlines():
+        key, sep, rest = line.partition(":")
+        field = _STAT_LINES.get(key.strip())
+        if sep and field:
+            number = re.match(r"\s*([\d,]+)", rest)
+            if number:
+                values[field] = int(number.group(1).replace(",", ""))
+    return RsyncStats(**values)

@@ -1,0 +1,164 @@
+"""The Compose stack: which services run, stopping it, and always starting it again."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import process
+from .errors import KlinkSyncError, RestartFailed, UsageError
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = (("docker", "compose"), ("docker-compose",))
+
+
+class Interrupted(KlinkSyncError):
+    """A signal asked the run to stop; the stack is started again before exiting."""
+
+    exit_code = 1
+
+
+def detect_compose_command(configured: str | None = None) -> tuple[str, ...]:
+    """The configured compose command, else the first of v2 and v1 that answers."""
+    if configured:
+        return tuple(shlex.split(configured))
+    for candidate in CANDIDATES:
+        try:
+            process.run((*candidate, "version"))
+            return candidate
+        except process.CommandFailed:
+            continue
+    raise UsageError("no compose command works: tried 'docker compose' and 'docker-compose'")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One Compose project, addressed exactly as its admin addresses it: from its folder."""
+
+    compose: tuple[str, ...]
+    folder: Path
+    compose_files: tuple[Path, ...]
+    env: Mapping[str, str] | None = None
+
+    def argv(self, *args: str) -> tuple[str, ...]:
+        files = [a for f in self.compose_files for a in ("-f", str(f))]
+        return (*self.compose, *files, *args)
+
+    def _run(self, *args: str) -> process.Result:
+        return process.run(self.argv(*args), cwd=self.folder, env=self.env)
+
+    def check(self) -> None:
+        self._run("config", "-q")
+
+    def running_services(self) -> tuple[str, ...]:
+        out = self._run("ps", "--services", "--filter", "status=running").stdout
+        return tuple(sorted({line.strip() for line in out.splitlines() if line.strip()}))
+
+    def stop(self, timeout: int) -> None:
+        self._run("stop", "-t", str(timeout))
+
+    def start(self, services: Sequence[str]) -> None:
+        if services:
+            self._run("start", *services)
+
+    def unhealthy(self, services: Sequence[str]) -> list[str]:
+        """Services not running, or with a healthcheck that does not yet say healthy."""
+        running = set(self.running_services())
+        waiting = [s for s in services if s not in running]
+        for service in (s for s in services if s in running):
+            ids = self._run("ps", "-q", service).stdout.split()
+            for cid in ids:
+                fmt = "{{if .State.Health}}{{.State.Health.Status}}{{end}}"
+                status = process.run(("docker", "inspect", "--format", fmt, cid)).stdout.strip()
+                if status and status != "healthy":
+                    waiting.append(service)
+        return waiting
+
+    def wait_running(self, services: Sequence[str], timeout: float) -> list[str]:
+        """Wait until every service runs (and is healthy); return those that never did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = self.unhealthy(services)
+            if not waiting or time.monotonic() > deadline:
+                return waiting
+            time.sleep(0.5)
+
+    def start_command(self, services: Sequence[str]) -> str:
+        return f"cd {shlex.quote(str(self.folder))} && " + process.show(
+            self.argv("start", *services)
+        )
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _SignalGuard:
+    """Signals raise Interrupted while copying; during the restart they are only noted."""
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.received: list[str] = []
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.deferring:
+            self.received.append(name)
+            return
+        raise Interrupted(f"interrupted by {name}")
+
+
+@contextmanager
+def stopped_stack(
+    stack: Stack, running: Sequence[str], stop_timeout: int, start_timeout: float = 300
+) -> Iterator[dict[str, float]]:
+    """Stop the whole project; on leaving, by any path, start exactly `running` again.
+
+    Yields a dict that receives the stop/start timestamps for the report. One
+    signal handler covers both halves, so no signal can slip between them.
+    """
+    times: dict[str, float] = {}
+    guard = _SignalGuard()
+    previous = {s: signal.signal(s, guard) for s in _SIGNALS}
+    try:
+        try:
+            times["stop_begin"] = time.time()
+            log.info("stopping the stack (timeout %ss)", stop_timeout)
+            stack.stop(stop_timeout)
+            times["stop_end"] = time.time()
+            yield times
+        finally:
+            guard.deferring = True
+            times["start_begin"] = time.time()
+            _start_again(stack, running, start_timeout)
+            times["start_end"] = time.time()
+        if guard.received:
+            raise Interrupted(f"interrupted by {guard.received[0]} (the stack is back up)")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _start_again(stack: Stack, running: Sequence[str], timeout: float) -> None:
+    if not running:
+        log.info("the stack was not running before the run: leaving it stopped")
+        return
+    log.info("starting again: %s", ", ".join(running))
+    error = ""
+    try:
+        stack.start(running)
+        down = stack.wait_running(running, timeout)
+    except KlinkSyncError as exc:
+        error, down = str(exc), list(running)
+    if down:
+        raise RestartFailed(
+            f"services still down after the backup: {', '.join(sorted(set(down)))}"
+            f"{' (' + error + ')' if error else ''}; start them now with: "
+            f"{stack.start_command(running)}"
+        )

@@ -1,0 +1,61 @@
+"""Shared helpers: run the real klink-sync command and compare trees."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+KLINK_SYNC = str(Path(sys.executable).parent / "klink-sync")
+
+
+def run_cli(*args: str, env: dict | None = None, check: int | None = 0, timeout: float = 600):
+    """Run the installed `klink-sync` command; assert its exit code when `check` is set."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [KLINK_SYNC, *map(str, args)], env=full_env, capture_output=True, text=True,
+        timeout=timeout, errors="replace",
+    )  # fmt: skip
+    if check is not None:
+        assert proc.returncode == check, (
+            f"exit {proc.returncode}, wanted {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Everything rsync -aHAX must keep: type, mode, owner, size, content, link target, xattrs."""
+    result = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(root))
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                result[rel] = ("link", os.readlink(path), st.st_uid, st.st_gid)
+                continue
+            xattrs = tuple(sorted((k, os.getxattr(path, k, follow_symlinks=False))
+                                  for k in os.listxattr(path, follow_symlinks=False)))  # fmt: skip
+            entry = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                     xattrs)  # fmt: skip
+            if stat.S_ISREG(st.st_mode):
+                entry += (path.read_bytes(), st.st_mtime_ns // 1_000_000_000)
+            result[rel] = entry
+    return result
+
+
+@pytest.fixture
+def klink_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a run against the stand-in compose command."""
+    state = tmp_path / "running"
+    return {
+        "KLINK_SYNC_COMPOSE": str(ROOT / "tests" / "integration" / "fake-compose"),
+        "FAKE_COMPOSE_STATE": str(state),
+        "FAKE_COMPOSE_LOG": str(tmp_path / "compose.log"),
+    }

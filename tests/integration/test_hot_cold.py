@@ -1,0 +1,253 @@
+"""hot-cold and cold with real rsync on real trees; a stand-in compose command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, tree
+
+COMPOSE = """
+services:
+  database:
+    image: mariadb:10.3
+    environment:
+      MYSQL_ROOT_PASSWORD: "${DB_ROOT_PASSWORD}"
+    volumes:
+      - "./storage/database:/var/lib/mysql"
+  kbox:
+    image: klinktechnology/k-box:0.33.1
+    volumes:
+      - "./storage/data:/var/www/dms/storage"
+  engine:
+    image: klinktechnology/k-search-engine:1.0.1
+    volumes:
+      - "./storage/index:/opt/solr/k-search/k-search/data"
+"""
+ROOT_PASSWORD = "root-pass-4e1d9c"
+
+
+def make_deployment(base: Path) -> Path:
+    folder = base / "k-link"
+    for sub in ("storage/database/dms", "storage/data/documents", "storage/index"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "docker-compose.yml").write_text(COMPOSE)
+    (folder / ".env").write_text(f"DB_ROOT_PASSWORD={ROOT_PASSWORD}\n")
+    (folder / "storage/database/ibdata1").write_bytes(os.urandom(300_000))
+    (folder / "storage/database/dms/documents.ibd").write_bytes(os.urandom(100_000))
+    for i in range(50):
+        (folder / f"storage/data/documents/{i:03}.bin").write_bytes(os.urandom(10_000 + i))
+    (folder / "storage/index/segments_1").write_bytes(os.urandom(5_000))
+    time.sleep(0.3)  # older than a ctime tick: a run may trust what it copied hot
+    return folder
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return make_deployment(tmp_path)
+
+
+def set_running(env: dict, services: list[str]) -> None:
+    Path(env["FAKE_COMPOSE_STATE"]).write_text("".join(s + "\n" for s in services))
+
+
+def running(env: dict) -> list[str]:
+    return sorted(Path(env["FAKE_COMPOSE_STATE"]).read_text().split())
+
+
+def latest(dest: Path) -> Path:
+    return dest / "snapshots" / os.path.basename(os.readlink(dest / "latest"))
+
+
+ALL = ["database", "engine", "kbox"]
+
+
+def test_hot_cold_copies_everything_and_restarts(folder, tmp_path, klink_env):
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json", env=klink_env)
+    report = json.loads(proc.stdout)
+    assert report["result"] == "ok"
+    snap = latest(dest)
+    assert tree(snap / "folder") == tree(folder)
+    manifest = json.loads((snap / "manifest.json").read_text())
+    assert manifest["services_before"] == ALL and manifest["services_after"] == ALL
+    assert running(klink_env) == ALL
+    classes = {u["dest"]: u["class"] for u in manifest["units"]}
+    assert classes == {"folder": "cold", "folder/storage/data": "hot",
+                       "folder/storage/database": "cold", "folder/storage/index": "hot"}
+    # the hot pass copied the documents; the cold pass had nothing left to move there
+    moved = {u["dest"]: u["bytes_transferred"] for u in manifest["units"]}
+    assert moved["folder/storage/data"]["hot"] > 500_000
+    assert moved["folder/storage/data"]["cold"] == 0
+    assert "hot" not in moved["folder/storage/database"]
+    # compose was called: stop the whole project, then start exactly those services
+    calls = Path(klink_env["FAKE_COMPOSE_LOG"]).read_text().splitlines()
+    assert any(c.endswith("stop -t 120") for c in calls)
+    assert any(c.endswith("start database engine kbox") for c in calls)
+    assert (snap.stat().st_mode & 0o077) == 0 and (dest / "snapshots").stat().st_mode & 0o077 == 0
+    assert not (dest / ".staging").exists()
+
+
+def test_second_run_hard_links_unchanged_files(folder, tmp_path, klink_env):
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    first = latest(dest)
+    changed = folder / "storage/data/documents/007.bin"
+    changed.write_bytes(os.urandom(12_345))
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json", env=klink_env)
+    second = latest(dest)
+    assert second != first and len(list((dest / "snapshots").iterdir())) == 2
+    same = folder / "storage/data/documents/001.bin"
+    rel = "folder/storage/data/documents/001.bin"
+    assert (first / rel).stat().st_ino == (second / rel).stat().st_ino
+    rel_changed = "folder/storage/data/documents/007.bin"
+    assert (first / rel_changed).stat().st_ino != (second / rel_changed).stat().st_ino
+    assert (second / rel_changed).read_bytes() == changed.read_bytes()
+    assert same.read_bytes() == (second / rel).read_bytes()
+    report = json.loads(proc.stdout)
+    data_moved = sum(p["stats"]["transferred_size"] for p in report["passes"]
+                     if p["unit"] == "folder/storage/data")  # fmt: skip
+    assert data_moved == 12_345
+    assert report["bytes_moved"]["hot"] + report["bytes_moved"]["cold"] == 12_345
+
+
+def _rewrite_keeping(path: Path, keep_mtime_ns: int | None, same_second: bool) -> bytes:
+    """New content of the same size; mtime put back exactly, or kept within its second."""
+    st = path.stat()
+    new = os.urandom(st.st_size)
+    path.write_bytes(new)
+    if keep_mtime_ns is not None:
+        os.utime(path, ns=(st.st_atime_ns, keep_mtime_ns))
+    elif same_second:
+        second = st.st_mtime_ns // 1_000_000_000 * 1_000_000_000
+        os.utime(path, ns=(st.st_atime_ns, second + (st.st_mtime_ns + 1) % 1_000_000_000))
+    after = path.stat()
+    assert after.st_size == st.st_size
+    assert after.st_mtime_ns // 10**9 == st.st_mtime_ns // 10**9
+    return new
+
+
+CHANGE_AFTER_HOT = """
+import os, sys
+sys.path.insert(0, {root!r})
+from tests.integration.test_hot_cold import _rewrite_keeping
+from pathlib import Path
+Path({out!r}).write_bytes(_rewrite_keeping(Path({target!r}), {keep}, True))
+"""
+
+
+@pytest.mark.parametrize("restore_mtime", [False, True], ids=["same-second", "mtime-restored"])
+def test_cold_pass_catches_changes_rsync_quick_check_misses(
+    folder, tmp_path, klink_env, restore_mtime
+):
+    """The file changes after the hot pass copied it, keeping size and mtime second."""
+    set_running(klink_env, ALL)
+    target = folder / "storage/data/documents/010.bin"
+    out = tmp_path / "expected"
+    keep = str(target.stat().st_mtime_ns) if restore_mtime else "None"
+    root = str(Path(__file__).resolve().parents[2])
+    script = CHANGE_AFTER_HOT.format(root=root, out=str(out), target=str(target), keep=keep)
+    script_file = tmp_path / "change.py"
+    script_file.write_text(script)
+    import sys
+
+    klink_env["FAKE_COMPOSE_ON_STOP"] = f"{sys.executable} {script_file}"
+    dest = tmp_path / "backup"
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json", env=klink_env)
+    snap = latest(dest)
+    assert out.read_bytes() == target.read_bytes()
+    assert (snap / "folder/storage/data/documents/010.bin").read_bytes() == out.read_bytes()
+    refreshed = [p for p in json.loads(proc.stdout)["passes"] if p["refreshed"]]
+    assert sum(p["refreshed"] for p in refreshed) >= 1
+
+
+@pytest.mark.parametrize("restore_mtime", [False, True], ids=["same-second", "mtime-restored"])
+def test_next_run_catches_hidden_change_without_touching_older_snapshot(
+    folder, tmp_path, klink_env, restore_mtime
+):
+    """Between two runs a file changes, keeping size and mtime: link-dest must not reuse it."""
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    first = latest(dest)
+    rel = "storage/data/documents/020.bin"
+    old = (first / "folder" / rel).read_bytes()
+    target = folder / rel
+    keep = target.stat().st_mtime_ns if restore_mtime else None
+    new = _rewrite_keeping(target, keep, True)
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    second = latest(dest)
+    assert (second / "folder" / rel).read_bytes() == new
+    assert (first / "folder" / rel).read_bytes() == old
+
+
+def test_owners_modes_links_xattrs_survive(folder, tmp_path, klink_env):
+    data = folder / "storage/data"
+    special = data / "special"
+    special.mkdir()
+    f = special / "owned"
+    f.write_bytes(b"owned by 1234:2345")
+    os.chown(f, 1234, 2345)
+    os.chmod(f, 0o640)
+    (special / "setgid-dir").mkdir(mode=0o2750)
+    os.chmod(special / "setgid-dir", 0o2750)
+    os.symlink("owned", special / "relative-link")
+    os.symlink("/etc/hostname", special / "absolute-link")
+    os.symlink("../../database", special / "escaping-link")
+    os.link(f, special / "hardlink")
+    os.setxattr(f, "user.klink", b"tagged")
+    subprocess.run(["setfacl", "-m", "u:4321:r", str(f)], check=True)
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    snap = latest(dest) / "folder/storage/data/special"
+    assert tree(snap) == tree(special)
+    assert (snap / "owned").stat().st_ino == (snap / "hardlink").stat().st_ino
+    assert os.readlink(snap / "escaping-link") == "../../database"
+    acl = subprocess.run(["getfacl", "-cn", str(snap / "owned")], capture_output=True, text=True)
+    assert "user:4321:r--" in acl.stdout
+
+
+def test_stopped_stack_is_backed_up_cold_and_left_stopped(folder, tmp_path, klink_env):
+    set_running(klink_env, [])
+    dest = tmp_path / "backup"
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json", env=klink_env)
+    report = json.loads(proc.stdout)
+    assert report["services_before"] == [] and report["services_after"] == []
+    assert running(klink_env) == []
+    assert "hot" not in report["phases"]
+    assert tree(latest(dest) / "folder") == tree(folder)
+    calls = Path(klink_env["FAKE_COMPOSE_LOG"]).read_text()
+    assert " start" not in calls
+
+
+def test_cold_mode_has_no_hot_pass(folder, tmp_path, klink_env):
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    proc = run_cli("cold", "--folder", folder, "--dest", dest, "--json", env=klink_env)
+    report = json.loads(proc.stdout)
+    assert report["mode"] == "cold" and "hot" not in report["phases"]
+    assert report["bytes_moved"]["hot"] == 0 and report["bytes_moved"]["cold"] > 800_000
+    assert tree(latest(dest) / "folder") == tree(folder)
+    assert running(klink_env) == ALL
+
+
+def test_dry_run_prints_commands_and_touches_nothing(folder, tmp_path, klink_env):
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--dry-run", env=klink_env)
+    assert "rsync -aHAX --numeric-ids --delete" in proc.stdout
+    assert "[stop]" in proc.stdout and "[cold]" in proc.stdout
+    assert not dest.exists()
+    assert not Path(klink_env["FAKE_COMPOSE_LOG"]).exists() or "stop" not in Path(
+        klink_env["FAKE_COMPOSE_LOG"]
+    ).read_text()
+    assert running(klink_env) == ALL
+    assert ROOT_PASSWORD not in proc.stdout + proc.stderr
