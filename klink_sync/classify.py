@@ -77,14 +77,15 @@ def check_overrides(
     overrides: Sequence[Override],
     deployment_services: Sequence[str],
     volumes: Sequence[Volume],
+    config_name: str = "config",
 ) -> None:
     """Refuse overrides that name an unknown service or match nothing: likely typos.
 
-    The message names the entry as `config: volumes[i]` (its index in the config list).
+    The message names the entry as `<config_name>: volumes[i]` (its index in the list).
     """
     services = set(deployment_services)
     for index, override in enumerate(overrides):
-        where = f"config: volumes[{index}]"
+        where = f"{config_name}: volumes[{index}]"
         if override.service is None and override.target is None and override.source is None:
             raise UsageError(f"{where}: give at least one of service, target, source")
         if override.service is not None and override.service not in services:

@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from . import __version__, destination, process
+from .classify import check_overrides
 from .compose import load_deployment
 from .config import Settings, load_settings
 from .destination import Destination
@@ -92,7 +94,13 @@ def _read_plan(folder: Path | None, config: Path | None, mode: Mode) -> tuple[Se
     root = find_folder(folder, settings)
     deployment = load_deployment(root, settings.compose_files, os.environ)
     process.add_secrets(deployment.secrets)
-    return settings, build_plan(deployment, settings.overrides, mode, settings.stop_timeout)
+    overrides = tuple(
+        replace(o, source=os.path.normpath(root / o.source))
+        if o.source and o.source.startswith(".") else o
+        for o in settings.overrides
+    )  # fmt: skip
+    check_overrides(overrides, deployment.services, deployment.volumes, settings.source)
+    return settings, build_plan(deployment, overrides, mode, settings.stop_timeout)
 
 
 def _dest(dest: Path | None, settings: Settings) -> Path:

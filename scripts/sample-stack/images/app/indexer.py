@@ -22,7 +22,7 @@ INTERVAL = float(os.environ.get("INDEX_INTERVAL", "1"))
 BATCH = int(os.environ.get("INDEX_BATCH", "5000"))
 RUN_AS = os.environ.get("RUN_AS", "8983:8983")  # solr's uid in the Solr images
 
-DB_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+DB_ERRORS = (pymysql.err.MySQLError,)  # any: drop the connection, reconnect
 
 
 def index_batch(conn, xdb, last_id):

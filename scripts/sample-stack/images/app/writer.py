@@ -33,7 +33,7 @@ BIG_FRACTION = float(os.environ.get("BIG_FRACTION", "0.01"))
 KEEP_MTIME = os.environ.get("REWRITE_KEEP_MTIME", "0") == "1"
 RUN_AS = os.environ.get("RUN_AS", "33:33")  # www-data, as in the K-Box image
 
-DB_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+DB_ERRORS = (pymysql.err.MySQLError,)  # any: drop the connection, reconnect
 
 
 def random_size():
