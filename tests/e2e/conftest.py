@@ -51,7 +51,7 @@ def stack_folder(tmp_path_factory) -> Path:
     docker = subprocess.run(["docker", "info"], capture_output=True)
     if docker.returncode != 0:
         pytest.fail("no Docker daemon: run `make test` (it installs and starts dockerd)")
-    folder = tmp_path_factory.mktemp("e2e") / "k-link"
+    folder = tmp_path_factory.mktemp("e2e") / "k-link-e2e"  # its own Compose project
     shutil.copytree(SAMPLE / "deploy", folder)
     return folder
 
