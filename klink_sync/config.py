@@ -53,6 +53,9 @@ def _override(where: str, entry: object) -> Override:
         cls = VolumeClass(entry.get("class"))
     except ValueError:
         raise UsageError(f"{where}.class: must be hot, cold or skip") from None
+    for key in ("service", "target", "source", "reason"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise UsageError(f"{where}.{key}: must be a string")
     if not any(entry.get(k) for k in ("service", "target", "source")):
         raise UsageError(f"{where}: names no service, target or source")
     return Override(
@@ -79,8 +82,9 @@ def parse_settings(data: object, source: str) -> Settings:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise UsageError(f"{source}: {key}: must be {_type_name(kind)}")
         values[key] = value
-    if values.get("stop_timeout", 1) < 1 or values.get("start_timeout", 1) < 1:
-        raise UsageError(f"{source}: timeouts must be at least 1 second")
+    for key in ("stop_timeout", "start_timeout"):
+        if values.get(key, 1) < 1:
+            raise UsageError(f"{source}: {key}: must be at least 1 second")
     overrides = tuple(
         _override(f"{source}: volumes[{i}]", e) for i, e in enumerate(values.pop("volumes", []))
     )
@@ -95,6 +99,8 @@ def load_settings(path: Path | None) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: config is not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -90,13 +90,25 @@ def _volume_mountpoint(unit: CopyUnit) -> str:
     raise UsageError(f"named volume '{unit.source}' not found in Docker (tried {tried})")
 
 
+def landing(unit: CopyUnit, source: Source) -> str:
+    """The folder in a snapshot that receives the unit's files.
+
+    A file bound from inside the setup folder keeps its place there; any other
+    unit fills its own folder (a file from elsewhere lands inside volumes/<name>/).
+    """
+    if source.is_file and unit.dest.startswith("folder/"):
+        return os.path.dirname(unit.dest)
+    return unit.dest
+
+
 def copy_command(unit: CopyUnit, source: Source, staging: Path, latest: Path | None) -> tuple:
+    into = landing(unit, source)
     link_dest = None
-    if latest is not None and (latest / unit.dest).exists():
-        link_dest = str(latest / unit.dest)
+    if latest is not None and (latest / into).is_dir():
+        link_dest = str(latest / into)
     return rsync.copy_argv(
         source.path,
-        str(staging / unit.dest),
+        str(staging / into),
         link_dest=link_dest,
         excludes=unit.excludes,
         source_is_file=source.is_file,
@@ -127,7 +139,7 @@ class Run:
         self.phases: dict[str, float] = {}
 
     def _copy(self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None) -> None:
-        target = self.dest.staging / unit.dest
+        target = self.dest.staging / landing(unit, source)
         target.parent.mkdir(parents=True, exist_ok=True)
         ok = (0, *rsync.HOT_WARNING_CODES) if phase is Phase.HOT else (0,)
         began = time.monotonic()
@@ -152,8 +164,8 @@ class Run:
         fileindex.write_null_list(listing, names)
         root = os.path.dirname(source.path) if source.is_file else source.path
         began = time.monotonic()
-        result = process.run(rsync.refresh_argv(root, str(self.dest.staging / unit.dest),
-                                                str(listing)))  # fmt: skip
+        into = str(self.dest.staging / landing(unit, source))
+        result = process.run(rsync.refresh_argv(root, into, str(listing)))
         listing.unlink()
         self.passes.append(
             PassResult(Phase.COLD, unit.dest + " (ctime refresh)", time.monotonic() - began,
@@ -193,10 +205,11 @@ class Run:
                 src = sources[unit.dest]
                 now = cold_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
                 prev = previous.get(unit.dest)
+                into = landing(unit, src)
                 stale[unit.dest] = fileindex.files_to_refresh(
                     now,
-                    str(staging / unit.dest),
-                    str(latest_path / unit.dest) if latest_path else None,
+                    str(staging / into),
+                    str(latest_path / into) if latest_path else None,
                     hot=hot_scans.get(unit.dest),
                     previous=prev if prev and prev.root == src.path else None,
                 )

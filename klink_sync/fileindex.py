@@ -130,9 +130,15 @@ def load(path: Path) -> dict[str, Scan]:
     try:
         with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as src:
             data = json.load(src)
-    except (OSError, ValueError):
+        return {
+            key: Scan(str(v["root"]), int(v["started_ns"]),
+                      {str(k): _state(s) for k, s in v["files"].items()})
+            for key, v in data.items()
+        }  # fmt: skip
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
         return {}
-    return {
-        key: Scan(v["root"], v["started_ns"], {k: tuple(s) for k, s in v["files"].items()})
-        for key, v in data.items()
-    }
+
+
+def _state(value: object) -> FileState:
+    ino, ctime, mtime, size = (int(x) for x in value)  # type: ignore[union-attr]
+    return (ino, ctime, mtime, size)

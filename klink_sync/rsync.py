@@ -20,7 +20,12 @@ _WILDCARDS = re.compile(r"([*?\[\\])")
 
 
 def escape_pattern(path: str) -> str:
-    """Make a literal path safe as an rsync filter pattern."""
+    """Make a literal path safe as an rsync filter pattern.
+
+    rsync reads backslashes as escapes only in a pattern holding a wildcard.
+    """
+    if not any(c in path for c in "*?["):
+        return path
     return _WILDCARDS.sub(r"\\\1", path)
 
 

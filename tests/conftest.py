@@ -23,9 +23,8 @@ def run_cli(*args: str, env: dict | None = None, check: int | None = 0, timeout:
         timeout=timeout, errors="replace",
     )  # fmt: skip
     if check is not None:
-        assert proc.returncode == check, (
-            f"exit {proc.returncode}, wanted {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
+        outputs = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        assert proc.returncode == check, f"exit {proc.returncode}, wanted {check}\n{outputs}"
     return proc
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from klink_sync.classify import ANONYMOUS_REASON, DEFAULT_REASON, Override
 from klink_sync.compose import load_deployment
+from klink_sync.execute import Source, copy_command, landing
 from klink_sync.models import Phase, VolumeClass, VolumeType
 from klink_sync.plan import CopyUnit, Mode, Plan, build_plan
-from klink_sync.rsync import copy_argv
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 HOT, COLD, SKIP = VolumeClass.HOT, VolumeClass.COLD, VolumeClass.SKIP
@@ -600,12 +600,6 @@ def test_file_bind_inside_the_folder_is_its_own_unit(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="a file bind inside the folder becomes unit 'folder/config.ini'; copy_argv always "
-    "gives the dest a trailing slash, so rsync makes folder/config.ini a directory holding "
-    "config.ini, and the snapshot's setup folder no longer matches the original",
-)
 def test_file_bind_inside_the_folder_stays_a_file_in_the_snapshot(tmp_path: Path) -> None:
     folder = compose(tmp_path, """
         services:
@@ -616,10 +610,10 @@ def test_file_bind_inside_the_folder_stays_a_file_in_the_snapshot(tmp_path: Path
     """)  # fmt: skip
     (folder / "config.ini").write_text("a=1\n")
     staging = tmp_path / "staging"
-    for u in plan_of(folder).units:  # as execute.copy_command does, without link-dest
-        (staging / u.dest).parent.mkdir(parents=True, exist_ok=True)
-        argv = copy_argv(u.source, str(staging / u.dest), excludes=u.excludes,
-                         source_is_file=os.path.isfile(u.source))  # fmt: skip
+    for u in plan_of(folder).units:
+        source = Source(u.source, os.path.isfile(u.source))
+        (staging / landing(u, source)).parent.mkdir(parents=True, exist_ok=True)
+        argv = copy_command(u, source, staging, None)
         subprocess.run(argv, check=True, capture_output=True)
 
     assert (staging / "folder" / "docker-compose.yml").is_file()
