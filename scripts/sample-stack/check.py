@@ -122,10 +122,10 @@ class Masker:
 def run(argv, env=None, cwd=None, timeout=120, check=False, mask=None):
     try:
         p = subprocess.run(argv, env=env, cwd=cwd, timeout=timeout, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL)
+                           capture_output=True, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise CheckError(f"timed out after {timeout} s: {argv[0]} {argv[1] if len(argv) > 1 else ''}")
+        what = " ".join(argv[:2])
+        raise CheckError(f"timed out after {timeout} s: {what}") from None
     if check and p.returncode != 0:
         msg = (p.stderr or p.stdout).strip()
         if mask:
@@ -293,7 +293,7 @@ def check_snapshot(folder, timeout=180):
         shutil.rmtree(tmp, ignore_errors=True)
 
     data = storage / "data"
-    for doc_id, rel, size, sha, _ in rows:
+    for _id, rel, size, sha, _ in rows:
         path = data / rel
         if rel.startswith("/") or ".." in Path(rel).parts or not path.is_file():
             r["missing_files"].append(rel)

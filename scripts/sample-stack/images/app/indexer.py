@@ -12,7 +12,6 @@ import os
 
 import pymysql
 import xapian
-
 from common import Stop, connect, drop_privileges, log
 
 NAME = "indexer"

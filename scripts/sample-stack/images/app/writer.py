@@ -21,7 +21,6 @@ import time
 import uuid
 
 import pymysql
-
 from common import Stop, connect, drop_privileges, log
 
 NAME = "writer"

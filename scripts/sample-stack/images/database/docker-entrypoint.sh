@@ -10,7 +10,7 @@
 #
 # A non-empty datadir is used as it is: owners are NOT fixed up, so a restore
 # that lost numeric owners fails loudly instead of being papered over.
-set -euo pipefail
+set -Eeuo pipefail
 
 datadir=/var/lib/mysql
 log() { printf '[entrypoint] %s\n' "$*" >&2; }
@@ -24,6 +24,14 @@ sql_ident() {   # `quoted` SQL identifier
   printf '`%s`' "${1//\`/\`\`}"
 }
 
+init_pid=
+abort_init() {  # bash as PID 1 ignores SIGTERM unless trapped: docker stop during init
+  log "stop requested during initialisation: aborting it, emptying $datadir"
+  if [ -n "$init_pid" ]; then kill -TERM "$init_pid" 2>/dev/null || true; wait "$init_pid" 2>/dev/null || true; fi
+  find "$datadir" -mindepth 1 -delete || true
+  exit 143
+}
+
 initialise() {
   : "${MYSQL_ROOT_PASSWORD:?MYSQL_ROOT_PASSWORD must be set to initialise the database}"
   : "${MYSQL_DATABASE:?MYSQL_DATABASE must be set to initialise the database}"
@@ -33,6 +41,7 @@ initialise() {
   log "empty $datadir: initialising"
   # a failed initialisation must not leave a half-made datadir behind
   trap 'log "initialisation failed; emptying $datadir"; find "$datadir" -mindepth 1 -delete || true' ERR
+  trap abort_init TERM INT
 
   chown mysql:mysql "$datadir"
   mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db \
@@ -41,7 +50,8 @@ initialise() {
   local sock=/run/mysqld/init.sock
   mariadbd --user=mysql --datadir="$datadir" --skip-networking --socket="$sock" \
     --pid-file=/run/mysqld/init.pid &
-  local pid=$!
+  init_pid=$!
+  local pid=$init_pid
   local i
   for i in $(seq 1 120); do
     mariadb -uroot --socket="$sock" -e 'SELECT 1' >/dev/null 2>&1 && break
@@ -77,7 +87,8 @@ SQL
 
   kill -TERM "$pid"
   wait "$pid"
-  trap - ERR
+  init_pid=
+  trap - ERR TERM INT
   log "initialisation done"
 }
 
