@@ -51,7 +51,8 @@ def stack_folder(tmp_path_factory) -> Path:
     docker = subprocess.run(["docker", "info"], capture_output=True)
     if docker.returncode != 0:
         pytest.fail("no Docker daemon: run `make test` (it installs and starts dockerd)")
-    folder = tmp_path_factory.mktemp("e2e") / "k-link-e2e"  # its own Compose project
+    # a Compose project of its own: parallel sessions never drive the same containers
+    folder = tmp_path_factory.mktemp("e2e") / f"k-link-e2e-{os.getpid()}"
     shutil.copytree(SAMPLE / "deploy", folder)
     return folder
 
