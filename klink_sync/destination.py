@@ -141,8 +141,8 @@ def fresh_staging(dest: Destination) -> Path:
     return dest.staging
 
 
-def snapshot_name(when: float, taken: set[str]) -> str:
-    base = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime(when))
+def snapshot_name(when: float, taken: set[str], suffix: str = "") -> str:
+    base = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime(when)) + suffix
     name, n = base, 1
     while name in taken:
         n += 1
@@ -150,16 +150,21 @@ def snapshot_name(when: float, taken: set[str]) -> str:
     return name
 
 
-def promote(dest: Destination, when: float) -> Snapshot:
-    """Staging becomes a snapshot by rename; `latest` moves by an atomic rename."""
-    name = snapshot_name(when, {s.name for s in dest.snapshots()})
+def promote(dest: Destination, when: float, suffix: str = "", move_latest: bool = True) -> Snapshot:
+    """Staging becomes a snapshot by rename; `latest` moves by an atomic rename.
+
+    A pre-restore snapshot (suffix) keeps the state a restore replaced without
+    becoming `latest`.
+    """
+    name = snapshot_name(when, {s.name for s in dest.snapshots()}, suffix)
     target = dest.snapshots_dir / name
     os.rename(dest.staging, target)
-    tmp_link = dest.root / ".latest.tmp"
-    if tmp_link.is_symlink():
-        tmp_link.unlink()
-    os.symlink(f"snapshots/{name}", tmp_link)
-    os.replace(tmp_link, dest.latest_link)
+    if move_latest:
+        tmp_link = dest.root / ".latest.tmp"
+        if tmp_link.is_symlink():
+            tmp_link.unlink()
+        os.symlink(f"snapshots/{name}", tmp_link)
+        os.replace(tmp_link, dest.latest_link)
     _fsync_dir(dest.snapshots_dir)
     _fsync_dir(dest.root)
     return Snapshot(name, target)

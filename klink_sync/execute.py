@@ -174,65 +174,81 @@ class Run:
         log.info("cold pass %s: %d files changed without rsync seeing it, copied again",
                  unit.dest, len(names))  # fmt: skip
 
-    def execute(self) -> Report:
-        plan, dest, stack = self.plan, self.dest, self.stack
+    def prepare(self) -> None:
+        """Preflight, before anything is stopped: every check that can fail does so here."""
         began = time.monotonic()
-        sources = resolve_sources(plan)
-        stack.check()
+        self.sources = resolve_sources(self.plan)
+        self.stack.check()
         process.run(("rsync", "--version"))
-        before = stack.running_services()
-        log.info("running before the backup: %s", ", ".join(before) or "nothing")
-        latest = dest.latest()
-        latest_path = latest.path if latest else None
-        previous = fileindex.load(latest_path / destination.INDEX) if latest_path else {}
-        staging = destination.fresh_staging(dest)
+        self.before = self.stack.running_services()
+        log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
+        latest = self.dest.latest()
+        self.latest_path = latest.path if latest else None
+        index = self.latest_path / destination.INDEX if self.latest_path else None
+        self.previous = fileindex.load(index) if index else {}
+        self.staging = destination.fresh_staging(self.dest)
+        self.hot_scans: dict[str, fileindex.Scan] = {}
+        self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
 
-        hot_scans: dict[str, fileindex.Scan] = {}
-        if plan.mode is Mode.HOT_COLD and before:
-            began = time.monotonic()
-            for unit in plan.hot_units:
-                src = sources[unit.dest]
-                hot_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
-                self._copy(Phase.HOT, unit, src, latest_path)
-            self.phases[Phase.HOT.value] = time.monotonic() - began
+    def hot_pass(self) -> None:
+        if self.plan.mode is not Mode.HOT_COLD or not self.before:
+            return  # a stopped stack is copied cold only
+        began = time.monotonic()
+        for unit in self.plan.hot_units:
+            src = self.sources[unit.dest]
+            self.hot_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
+            self._copy(Phase.HOT, unit, src, self.latest_path)
+        self.phases[Phase.HOT.value] = time.monotonic() - began
 
-        cold_scans: dict[str, fileindex.Scan] = {}
-        with stopped_stack(stack, before, plan.stop_timeout) as times:
-            began = time.monotonic()
-            stale: dict[str, list[str]] = {}
-            for unit in plan.units:
-                src = sources[unit.dest]
-                now = cold_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
-                prev = previous.get(unit.dest)
-                into = landing(unit, src)
-                stale[unit.dest] = fileindex.files_to_refresh(
-                    now,
-                    str(staging / into),
-                    str(latest_path / into) if latest_path else None,
-                    hot=hot_scans.get(unit.dest),
-                    previous=prev if prev and prev.root == src.path else None,
-                )
-            for unit in plan.units:
-                self._copy(Phase.COLD, unit, sources[unit.dest], latest_path)
-            for unit in plan.units:
-                self._refresh(unit, sources[unit.dest], stale[unit.dest])
-            self.phases[Phase.COLD.value] = time.monotonic() - began
+    def cold_pass(self) -> None:
+        """With the stack stopped: copy everything, strict, then what rsync cannot see."""
+        began = time.monotonic()
+        stale: dict[str, list[str]] = {}
+        for unit in self.plan.units:
+            src = self.sources[unit.dest]
+            now = self.cold_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
+            prev = self.previous.get(unit.dest)
+            into = landing(unit, src)
+            stale[unit.dest] = fileindex.files_to_refresh(
+                now,
+                str(self.staging / into),
+                str(self.latest_path / into) if self.latest_path else None,
+                hot=self.hot_scans.get(unit.dest),
+                previous=prev if prev and prev.root == src.path else None,
+            )
+        for unit in self.plan.units:
+            self._copy(Phase.COLD, unit, self.sources[unit.dest], self.latest_path)
+        for unit in self.plan.units:
+            self._refresh(unit, self.sources[unit.dest], stale[unit.dest])
+        self.phases[Phase.COLD.value] = time.monotonic() - began
+
+    def finish(self, times: Mapping[str, float], kind: str = "backup") -> Report:
+        """With the stack up again: index, manifest (last), promotion."""
         self.phases[Phase.STOP.value] = times["stop_end"] - times["stop_begin"]
         self.phases[Phase.START.value] = times["start_end"] - times["start_begin"]
         downtime = times["start_end"] - times["stop_begin"]
-
         began = time.monotonic()
-        after = stack.running_services()
-        fileindex.save(staging / destination.INDEX, cold_scans)
-        report = Report(plan.mode, "ok", str(dest.root), None, downtime, self.phases,
-                        before, after, tuple(self.passes), tuple(self.warnings))  # fmt: skip
-        manifest = build_manifest(plan, report, sources, times)
-        destination.write_json_atomic(staging / destination.MANIFEST, manifest)
-        snapshot = destination.promote(dest, times["stop_begin"])
+        after = self.stack.running_services()
+        fileindex.save(self.staging / destination.INDEX, self.cold_scans)
+        report = Report(self.plan.mode, "ok", str(self.dest.root), None, downtime, self.phases,
+                        self.before, after, tuple(self.passes), tuple(self.warnings))  # fmt: skip
+        manifest = build_manifest(self.plan, report, self.sources, times)
+        manifest["kind"] = kind
+        destination.write_json_atomic(self.staging / destination.MANIFEST, manifest)
+        is_backup = kind == "backup"
+        suffix = "" if is_backup else f"-{kind}"
+        snapshot = destination.promote(self.dest, times["stop_begin"], suffix, is_backup)
         self.phases[Phase.FINISH.value] = time.monotonic() - began
         log.info("snapshot %s complete; downtime %.1fs", snapshot.name, downtime)
         return Report(**{**report.__dict__, "snapshot": snapshot.name, "phases": self.phases})
+
+    def execute(self) -> Report:
+        self.prepare()
+        self.hot_pass()
+        with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as times:
+            self.cold_pass()
+        return self.finish(times)
 
 
 def build_manifest(
@@ -252,6 +268,7 @@ def build_manifest(
             "dest": unit.dest, "source": unit.source, "host_path": sources[unit.dest].path,
             "type": unit.type.value, "class": unit.cls.value, "reason": unit.reason,
             "excludes": list(unit.excludes), "is_file": sources[unit.dest].is_file,
+            "volume_names": list(unit.volume_names),
             "files": stats.files, "bytes": stats.total_size,
             "bytes_transferred": moved.get(unit.dest, {}),
         })  # fmt: skip
