@@ -7,12 +7,12 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__, destination, fileindex, process, rsync
+from . import __version__, checksums, destination, fileindex, process, rsync
 from .destination import Destination
-from .errors import UsageError
+from .errors import KlinkSyncError, UsageError
 from .models import Phase, VolumeType
 from .plan import CopyUnit, Mode, Plan
 from .stack import Stack, stopped_stack
@@ -52,6 +52,7 @@ class Report:
     passes: tuple[PassResult, ...] = ()
     warnings: tuple[str, ...] = ()
     error: str = ""
+    checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
 
     def bytes_moved(self, phase: Phase) -> int:
         return sum(p.stats.transferred_size for p in self.passes if p.phase is phase)
@@ -246,9 +247,27 @@ class Run:
     def execute(self) -> Report:
         self.prepare()
         self.hot_pass()
-        with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as times:
+        with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as window:
             self.cold_pass()
-        return self.finish(times)
+        return self.with_checksums(self.finish(window.times))
+
+    def with_checksums(self, report: Report) -> Report:
+        """SHA256SUMS for `verify`, written with the stack up (never inside the stop).
+
+        A failure here leaves a complete snapshot without checksums: a warning, not a failed run.
+        """
+        snapshot = self.dest.snapshots_dir / str(report.snapshot)
+        try:
+            result = checksums.write_sums(snapshot, self.latest_path)
+        except (OSError, KlinkSyncError) as exc:
+            warning = f"{checksums.SUMS} not written: {exc}"
+            log.warning("%s", warning)
+            return Report(**{**report.__dict__, "checksums": {"error": str(exc)},
+                             "warnings": (*report.warnings, warning)})  # fmt: skip
+        log.info("%s: %d files, %d read (%d bytes), %d reused from the previous snapshot in %.1fs",
+                 checksums.SUMS, result.files, result.hashed_files, result.hashed_bytes,
+                 result.reused, result.seconds)  # fmt: skip
+        return Report(**{**report.__dict__, "checksums": asdict(result)})
 
 
 def build_manifest(
@@ -283,7 +302,8 @@ def build_manifest(
         "project": plan.project_name,
         "volumes": [
             {"service": c.volume.service, "source": c.volume.source, "target": c.volume.target,
-             "type": c.volume.type.value, "class": c.cls.value, "reason": c.reason}
+             "type": c.volume.type.value, "class": c.cls.value, "reason": c.reason,
+             "image": c.volume.image}
             for c in plan.volumes
         ],  # fmt: skip
         "units": units,

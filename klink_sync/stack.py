@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import process
@@ -68,6 +68,10 @@ class Stack:
         if services:
             self._run("start", *services)
 
+    def up(self, services: Sequence[str] = ()) -> None:
+        """Create (if needed) and start: a restored or new folder may have no containers."""
+        self._run("up", "-d", *services)
+
     def unhealthy(self, services: Sequence[str]) -> list[str]:
         """Services not running, or with a healthcheck that does not yet say healthy."""
         running = set(self.running_services())
@@ -114,29 +118,49 @@ class _SignalGuard:
         raise Interrupted(f"interrupted by {name}")
 
 
+@dataclass
+class StopWindow:
+    """What a stopped_stack block shares with its caller: times, and how to leave."""
+
+    times: dict[str, float] = field(default_factory=dict)
+    restart_on_error: bool = True  # a restore half done must not be started
+
+
 @contextmanager
 def stopped_stack(
-    stack: Stack, running: Sequence[str], stop_timeout: int, start_timeout: float = 300
-) -> Iterator[dict[str, float]]:
+    stack: Stack,
+    running: Sequence[str],
+    stop_timeout: int,
+    start_timeout: float = 300,
+    recreate: bool = False,
+) -> Iterator[StopWindow]:
     """Stop the whole project; on leaving, by any path, start exactly `running` again.
 
-    Yields a dict that receives the stop/start timestamps for the report. One
-    signal handler covers both halves, so no signal can slip between them.
+    One signal handler covers both halves, so no signal can slip between them.
+    `recreate` starts with `up -d` (a restore may have changed the compose file).
     """
-    times: dict[str, float] = {}
+    window = StopWindow()
+    times = window.times
     guard = _SignalGuard()
     previous = {s: signal.signal(s, guard) for s in _SIGNALS}
+    failed = False
     try:
         try:
             times["stop_begin"] = time.time()
             log.info("stopping the stack (timeout %ss)", stop_timeout)
             stack.stop(stop_timeout)
             times["stop_end"] = time.time()
-            yield times
+            yield window
+        except BaseException:
+            failed = True
+            raise
         finally:
             guard.deferring = True
             times["start_begin"] = time.time()
-            _start_again(stack, running, start_timeout)
+            if failed and not window.restart_on_error:
+                log.error("leaving the stack stopped: its data is half restored")
+            else:
+                _start_again(stack, running, start_timeout, recreate)
             times["start_end"] = time.time()
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is back up)")
@@ -145,20 +169,20 @@ def stopped_stack(
             signal.signal(s, handler)
 
 
-def _start_again(stack: Stack, running: Sequence[str], timeout: float) -> None:
+def _start_again(stack: Stack, running: Sequence[str], timeout: float, recreate: bool) -> None:
     if not running:
-        log.info("the stack was not running before the run: leaving it stopped")
+        log.info("the stack was not running before: leaving it stopped")
         return
     log.info("starting again: %s", ", ".join(running))
     error = ""
     try:
-        stack.start(running)
+        stack.up(running) if recreate else stack.start(running)
         down = stack.wait_running(running, timeout)
     except KlinkSyncError as exc:
         error, down = str(exc), list(running)
     if down:
         raise RestartFailed(
-            f"services still down after the backup: {', '.join(sorted(set(down)))}"
+            f"services still down: {', '.join(sorted(set(down)))}"
             f"{' (' + error + ')' if error else ''}; start them now with: "
             f"{stack.start_command(running)}"
         )
