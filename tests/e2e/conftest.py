@@ -110,3 +110,34 @@ def sample_stack(docker_services, stack_folder: Path, compose_cmd: str) -> Path:
     wait_for_rows(stack_folder, compose_cmd, at_least=40)
     assert running_services(stack_folder, compose_cmd) == SERVICES
     return stack_folder
+
+
+class SampleStack:
+    """A sample stack of its own (own folder, own Compose project), for tests that break it."""
+
+    def __init__(self, folder: Path, compose_cmd: str):
+        self.folder, self.compose_cmd = folder, compose_cmd
+
+    def compose(self, *args: str) -> None:
+        compose(self.folder, self.compose_cmd, *args)
+
+    def running(self) -> list[str]:
+        return running_services(self.folder, self.compose_cmd)
+
+    def down(self) -> None:
+        if (self.folder / "docker-compose.yml").exists():
+            subprocess.run([*shlex.split(self.compose_cmd), "down", "-v", "-t", "30"],
+                           cwd=self.folder, capture_output=True)  # fmt: skip
+
+
+@pytest.fixture
+def fresh_stack(tmp_path: Path, compose_cmd: str):
+    """A new sample stack in tmp_path, up and writing; taken down afterwards."""
+    folder = tmp_path / f"kl-{os.getpid()}-{tmp_path.name[-12:].strip('_')}"
+    shutil.copytree(SAMPLE / "deploy", folder)
+    stacks = [SampleStack(folder, compose_cmd)]
+    stacks[0].compose("up", "-d")
+    wait_for_rows(folder, compose_cmd, at_least=40)
+    yield stacks
+    for stack in stacks:
+        stack.down()
