@@ -94,9 +94,10 @@ class Stack:
                 return waiting
             time.sleep(0.5)
 
-    def start_command(self, services: Sequence[str]) -> str:
+    def start_command(self, services: Sequence[str], recreate: bool = False) -> str:
+        verb = ("up", "-d") if recreate else ("start",)
         return f"cd {shlex.quote(str(self.folder))} && " + process.show(
-            self.argv("start", *services)
+            self.argv(*verb, *services)
         )
 
 
@@ -184,5 +185,5 @@ def _start_again(stack: Stack, running: Sequence[str], timeout: float, recreate:
         raise RestartFailed(
             f"services still down: {', '.join(sorted(set(down)))}"
             f"{' (' + error + ')' if error else ''}; start them now with: "
-            f"{stack.start_command(running)}"
+            f"{stack.start_command(running, recreate)}"
         )
