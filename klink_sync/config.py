@@ -12,6 +12,7 @@ import yaml
 from .classify import Override
 from .errors import UsageError
 from .models import VolumeClass
+from .retention import RULES, Retention
 
 # key: (type, default, help). `config sample` and the README are made from this table.
 OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
@@ -22,6 +23,7 @@ OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "stop_timeout": (int, 120, "seconds the stack gets to stop cleanly before Compose kills it"),
     "start_timeout": (int, 300, "seconds to wait for services to run (and be healthy) again"),
     "volumes": (list, [], "class overrides: [{service, target, source, class, reason}]"),
+    "retention": (dict, Retention(), "what prune keeps: {keep_last, keep_daily, ...}"),
 }
 OVERRIDE_KEYS = {"service", "target", "source", "class", "reason"}
 
@@ -35,12 +37,14 @@ class Settings:
     stop_timeout: int = 120
     start_timeout: int = 300
     overrides: tuple[Override, ...] = field(default=())
+    retention: Retention = Retention()
     source: str = "defaults"  # where the settings came from, for messages
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({str: "a string", int: "a number", list: "a list"}[k] for k in kinds)
+    names = {str: "a string", int: "a number", list: "a list", dict: "a mapping"}
+    return " or ".join(names[k] for k in kinds)
 
 
 def _override(where: str, entry: object) -> Override:
@@ -67,6 +71,16 @@ def _override(where: str, entry: object) -> Override:
     )
 
 
+def _retention(where: str, entry: Mapping) -> Retention:
+    unknown = set(entry) - set(RULES)
+    if unknown:
+        raise UsageError(f"{where}: unknown key '{sorted(map(str, unknown))[0]}'")
+    for key, value in entry.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise UsageError(f"{where}.{key}: must be a whole number >= 0")
+    return Retention(**entry)
+
+
 def parse_settings(data: object, source: str) -> Settings:
     if data is None:
         data = {}
@@ -89,6 +103,8 @@ def parse_settings(data: object, source: str) -> Settings:
         _override(f"{source}: volumes[{i}]", e) for i, e in enumerate(values.pop("volumes", []))
     )
     files = tuple(str(f) for f in values.pop("compose_files", []))
+    if "retention" in values:
+        values["retention"] = _retention(f"{source}: retention", values["retention"])
     return Settings(**values, compose_files=files, overrides=overrides, source=source)
 
 
