@@ -26,6 +26,7 @@ from .plan import Mode, Plan, build_plan
 from .report import human_bytes, plan_dict, plan_text, report_text
 from .retention import Retention, decide, name_time, sort_key
 from .stack import Stack, detect_compose_command
+from .verify import Verdict, VerifyInterrupted, verify_snapshot
 
 app = typer.Typer(
     add_completion=False,
@@ -364,3 +365,83 @@ def prune(
 def version() -> None:
     """Print the version."""
     typer.echo(f"klink-sync {__version__}")
+
+
+SnapshotArg = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Argument(metavar="[SNAPSHOT]", help="snapshot name, or latest (the default)"),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="every snapshot in the destination")]
+SampleOpt = Annotated[
+    float,
+    typer.Option("--sample", metavar="PERCENT",
+                 help="re-read a random PERCENT of the files (missing and extra files are "
+                      "always all found)"),
+]  # fmt: skip
+DatabaseOpt = Annotated[
+    bool,
+    typer.Option("--database", help="start the database on a copy of the snapshot (Docker, "
+                 "no network) and check every table"),
+]  # fmt: skip
+
+
+def _verdict_lines(v: Verdict) -> list[str]:
+    f = v.files
+    lines = [f"snapshot {v.snapshot}: {f.listed} files listed, {f.checked} re-read "
+             f"({f.sample:g}%, {human_bytes(f.bytes_read)})"]  # fmt: skip
+    lines += f.problems()
+    for d in v.databases:
+        state = f"ok, {d.tables} tables checked" if d.ok else f"FAILED: {d.reason}"
+        lines.append(f"database ({d.service}): {state}")
+    lines += [f"warning: {w}" for w in v.warnings]
+    if v.ok:
+        lines.append(f"snapshot {v.snapshot}: intact")
+    return lines
+
+
+@app.command("verify")
+def verify_command(
+    snapshot: SnapshotArg = None, dest: DestOpt = None, config: ConfigOpt = None,
+    all_snapshots: AllOpt = False, sample: SampleOpt = 100.0, database: DatabaseOpt = False,
+    as_json: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
+) -> None:  # fmt: skip
+    """Re-read a snapshot against its SHA256SUMS: missing, changed, extra files (exit 1 if any)."""
+    _setup_logging(verbose, quiet)
+    try:
+        root = _dest(dest, load_settings(config))
+        if all_snapshots and snapshot:
+            raise UsageError("give a snapshot name or --all, not both")
+        if not 0 < sample <= 100:
+            raise UsageError(f"--sample {sample:g}: give a percentage above 0, at most 100")
+        the_dest = Destination(root)
+        if all_snapshots:
+            targets = [s for s in the_dest.snapshots() if not s.name.startswith(".")]
+            if not targets:
+                raise UsageError(f"{root}: no snapshots")
+        else:
+            targets = [the_dest.find(snapshot or "latest")]
+    except KlinkSyncError as exc:
+        raise _fail(exc) from None
+    rows, failed = [], []
+    for snap in targets:
+        try:
+            verdict = verify_snapshot(the_dest, snap, sample, database)
+        except KlinkSyncError as exc:
+            if not all_snapshots or isinstance(exc, VerifyInterrupted):
+                raise _fail(exc) from None
+            rows.append({"snapshot": snap.name, "ok": False, "error": str(exc)})
+            failed.append(str(exc))
+            if not as_json:
+                typer.echo(f"snapshot {snap.name}: {exc}")
+            continue
+        rows.append(verdict.to_dict())
+        if not verdict.ok:
+            failed.append(verdict.failure())
+        if not as_json:
+            typer.echo("\n".join(_verdict_lines(verdict)))
+    if as_json:
+        typer.echo(json.dumps(rows if all_snapshots else rows[0], indent=2))
+    if failed:
+        message = failed[0] if len(failed) == 1 else (
+            f"{len(failed)} of {len(targets)} snapshots failed verification; first: {failed[0]}")
+        raise _fail(KlinkSyncError(message))

@@ -1,0 +1,218 @@
+"""SHA256SUMS: a checksum of every file in a snapshot, in `sha256sum -c` format.
+
+Written after the run with the stack up, so it costs no downtime. A file that
+is the same inode as the previous snapshot's file at the same path (a hard link
+made by `rsync --link-dest`) has the same content: its checksum is reused, not
+recomputed, so a snapshot of unchanged data hashes nothing. `verify` re-reads
+the files and compares; `cd SNAPSHOT && sha256sum -c SHA256SUMS` does the same
+without klink-sync.
+
+Names are bytes throughout (any file name a filesystem allows). GNU's format:
+`<hex>  <name>`; a name holding a backslash, newline or carriage return is
+escaped (`\\\\`, `\\n`, `\\r`, as coreutils 9.1 writes it) and its line starts
+with a backslash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import KlinkSyncError
+
+log = logging.getLogger(__name__)
+
+SUMS = "SHA256SUMS"
+COVERED = ("folder", "volumes")  # the copied data; the snapshot's own files are not covered
+CHUNK = 1 << 20  # stream files, never load one whole
+
+_LINE = re.compile(rb"^(\\?)([0-9a-fA-F]{64}) [ *](.+)$", re.DOTALL)
+_UNESCAPE = {b"\\": b"\\", b"n": b"\n", b"r": b"\r"}
+
+
+class ChecksumFileError(KlinkSyncError):
+    """A SHA256SUMS file that cannot be read as one."""
+
+
+@dataclass(frozen=True)
+class ChecksumResult:
+    files: int  # files listed in SHA256SUMS
+    hashed_files: int  # files read in full
+    hashed_bytes: int
+    reused: int  # checksums taken from the previous snapshot (same inode)
+    seconds: float = 0.0
+
+
+def escape_name(name: bytes) -> tuple[bytes, bool]:
+    """GNU's escaping: (escaped name, whether the line needs the leading backslash)."""
+    if b"\\" not in name and b"\n" not in name and b"\r" not in name:
+        return name, False
+    escaped = name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    return escaped, True
+
+
+def unescape_name(escaped: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(escaped):
+        c = escaped[i : i + 1]
+        if c == b"\\":
+            nxt = escaped[i + 1 : i + 2]
+            if nxt not in _UNESCAPE:
+                raise ValueError(f"bad escape \\{nxt.decode(errors='replace')}")
+            out += _UNESCAPE[nxt]
+            i += 2
+        else:
+            out += c
+            i += 1
+    return bytes(out)
+
+
+def format_line(name: bytes, digest: str) -> bytes:
+    escaped, flagged = escape_name(name)
+    return (b"\\" if flagged else b"") + digest.encode() + b"  " + escaped + b"\n"
+
+
+def format_sums(entries: Mapping[bytes, str]) -> bytes:
+    """The whole file, sorted by name, so two snapshots' files compare by diff."""
+    return b"".join(format_line(name, entries[name]) for name in sorted(entries))
+
+
+def parse_sums(data: bytes, origin: str = SUMS) -> dict[bytes, str]:
+    """name -> lowercase hex digest; a malformed line is an error naming its number."""
+    entries: dict[bytes, str] = {}
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line:
+            continue
+        match = _LINE.match(line)
+        try:
+            if match is None:
+                raise ValueError("not '<sha256>  <name>'")
+            flagged, digest, name = match.groups()
+            entries[unescape_name(name) if flagged else name] = digest.decode().lower()
+        except ValueError as exc:
+            raise ChecksumFileError(f"{origin}: line {number}: {exc}") from None
+    return entries
+
+
+def read_sums(path: Path) -> dict[bytes, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ChecksumFileError(f"{path}: {exc.strerror}") from None
+    return parse_sums(data, str(path))
+
+
+def sha256_file(path: bytes | str | os.PathLike) -> tuple[str, int]:
+    """(hex digest, bytes read), reading 1 MiB at a time."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
+            size += n
+    return digest.hexdigest(), size
+
+
+def walk(snapshot: Path) -> Iterator[tuple[bytes, os.stat_result]]:
+    """(name relative to the snapshot, lstat) of every regular file under folder/ and volumes/.
+
+    Symlinks are neither followed nor listed (rsync keeps them as links).
+    """
+    root = os.fsencode(snapshot)
+    for top in COVERED:
+        if os.path.isdir(os.path.join(root, top.encode())):
+            yield from _walk(root, top.encode())
+
+
+def _walk(root: bytes, rel: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    with os.scandir(os.path.join(root, rel)) as entries:
+        for entry in entries:
+            name = rel + b"/" + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(root, name)
+            elif entry.is_file(follow_symlinks=False):
+                yield name, entry.stat(follow_symlinks=False)
+
+
+def _previous_sums(previous: Path | None) -> dict[bytes, str]:
+    """The checksums to reuse; a damaged file is only a reason to hash everything again."""
+    if previous is None or not (previous / SUMS).is_file():
+        return {}
+    try:
+        return read_sums(previous / SUMS)
+    except ChecksumFileError as exc:
+        log.warning("not reusing the previous checksums: %s", exc)
+        return {}
+
+
+def compute(
+    snapshot: Path, previous: Path | None = None
+) -> tuple[dict[bytes, str], ChecksumResult]:
+    """Checksums of every covered file; reused where the previous snapshot has the same inode."""
+    began = time.monotonic()
+    known = _previous_sums(previous)
+    prev_root = os.fsencode(previous) if previous is not None else b""
+    root = os.fsencode(snapshot)
+    by_inode: dict[tuple[int, int], str] = {}  # hard links within this snapshot: read once
+    entries: dict[bytes, str] = {}
+    hashed_files = hashed_bytes = reused = 0
+    for name, st in walk(snapshot):
+        inode = (st.st_dev, st.st_ino)
+        digest = by_inode.get(inode)
+        if digest is None and name in known:
+            try:
+                prev = os.lstat(os.path.join(prev_root, name))
+            except OSError:
+                prev = None
+            if prev is not None and (prev.st_dev, prev.st_ino) == inode:
+                digest = known[name]
+                reused += 1
+        if digest is None:
+            digest, size = sha256_file(os.path.join(root, name))
+            hashed_files += 1
+            hashed_bytes += size
+        by_inode[inode] = entries[name] = digest
+    result = ChecksumResult(len(entries), hashed_files, hashed_bytes, reused,
+                            time.monotonic() - began)  # fmt: skip
+    return entries, result
+
+
+def write_sums_file(snapshot: Path, entries: Mapping[bytes, str]) -> None:
+    """Temporary name, fsync, rename, mode 0600: never a half-written SHA256SUMS."""
+    final = snapshot / SUMS
+    tmp = snapshot / f".{SUMS}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            out.write(format_sums(entries))
+            out.flush()
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+def write_sums(snapshot: Path, previous: Path | None = None) -> ChecksumResult:
+    """Compute and write SNAPSHOT/SHA256SUMS; `previous` is the snapshot linked against."""
+    entries, result = compute(snapshot, previous)
+    write_sums_file(snapshot, entries)
+    return result
+
+
+def show_name(name: bytes) -> str:
+    """A file name on one line of output: escaped as in SHA256SUMS."""
+    return os.fsdecode(escape_name(name)[0])
+
+
+def names(entries: Iterable[bytes]) -> list[str]:
+    return [show_name(n) for n in sorted(entries)]
