@@ -445,3 +445,55 @@ def verify_command(
         message = failed[0] if len(failed) == 1 else (
             f"{len(failed)} of {len(targets)} snapshots failed verification; first: {failed[0]}")
         raise _fail(KlinkSyncError(message))
+
+
+@app.command()
+def restore(
+    snapshot: Annotated[str, typer.Argument(help="snapshot name (default: latest)")] = "latest",
+    dest: DestOpt = None, folder: FolderOpt = None, config: ConfigOpt = None,
+    maps: Annotated[list[str], typer.Option("--map", help="OLD=NEW host path")] = [],  # noqa: B006
+    dry_run: DryRunOpt = False,
+    no_safety: Annotated[bool, typer.Option("--no-safety-snapshot",
+                         help="do not keep the current state first")] = False,
+    start: Annotated[bool, typer.Option("--start", help="start the stack afterwards")] = False,
+    as_json: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
+) -> None:  # fmt: skip
+    """Put a snapshot back: setup folder, volumes, owners; the current state is kept first."""
+    from .restore import Restore, parse_maps, quick_verify, run_restore
+
+    _setup_logging(verbose, quiet)
+    try:
+        settings = load_settings(config)
+        the_dest = Destination(_dest(dest, settings))
+        if not the_dest.root.is_dir():
+            raise UsageError(f"{the_dest.root}: no such destination")
+        snap = the_dest.find(snapshot)
+        if not snap.complete:
+            raise UsageError(f"snapshot {snap.name} is incomplete (no manifest.json): refusing")
+        quick_verify(snap)
+        target = folder or (Path(settings.folder) if settings.folder else None)
+        target = (target or Path(snap.manifest()["folder"])).absolute()
+        compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
+        job = Restore(the_dest, snap, target, detect_compose_command(compose), parse_maps(maps),
+                      safety=not no_safety, start=start, stop_timeout=settings.stop_timeout)
+        if dry_run:
+            typer.echo(process.mask("\n".join(job.dry_run_lines())))
+            return
+        report = run_restore(job)
+    except KlinkSyncError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(process.mask(json.dumps(asdict(report), indent=2)))
+        return
+    lines = [f"restored snapshot {report.snapshot} into {report.folder}: "
+             f"{report.bytes_restored} bytes in {len(report.moves)} parts"]
+    if report.safety_snapshot:
+        lines.append(f"the state before the restore is snapshot {report.safety_snapshot} "
+                     f"(undo: klink-sync restore {report.safety_snapshot})")
+    lines += [f"rewrote paths in {f}" for f in report.rewritten]
+    lines.append("services before: " + (", ".join(report.services_before) or "none"))
+    lines.append("services after:  " + (", ".join(report.services_after) or "none"))
+    lines += report.hints
+    typer.echo(process.mask("\n".join(lines)))

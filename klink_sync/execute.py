@@ -241,6 +241,8 @@ class Run:
         suffix = "" if is_backup else f"-{kind}"
         snapshot = destination.promote(self.dest, times["stop_begin"], suffix, is_backup)
         self.phases[Phase.FINISH.value] = time.monotonic() - began
+        order = [p.value for p in Phase]
+        self.phases = dict(sorted(self.phases.items(), key=lambda kv: order.index(kv[0])))
         log.info("snapshot %s complete; downtime %.1fs", snapshot.name, downtime)
         return Report(**{**report.__dict__, "snapshot": snapshot.name, "phases": self.phases})
 
