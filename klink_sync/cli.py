@@ -6,8 +6,6 @@ import glob
 import json
 import logging
 import os
-import shutil
-import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,11 +18,10 @@ from .classify import check_overrides
 from .compose import load_deployment
 from .config import Settings, load_settings
 from .destination import Destination
-from .errors import DestinationUnavailable, KlinkSyncError, RunFailed, UsageError
+from .errors import DestinationUnavailable, KlinkSyncError, UsageError
 from .execute import dry_run_commands, resolve_sources, run_backup
 from .plan import Mode, Plan, build_plan
 from .report import human_bytes, plan_dict, plan_text, report_text
-from .retention import Retention, decide, name_time, sort_key
 from .stack import Stack, detect_compose_command
 from .verify import Verdict, VerifyInterrupted, verify_snapshot
 
@@ -178,36 +175,6 @@ def cold(
     _backup(Mode.COLD, folder, dest, config, dry_run, as_json, verbose, quiet)
 
 
-DELETING = ".deleting-"  # a snapshot being removed: renamed first, so never listed
-
-
-def _listed(dest: Destination) -> list[destination.Snapshot]:
-    """Snapshot folders oldest first, without prune's half-removed ones or symlinks."""
-    found = [s for s in dest.snapshots() if not s.name.startswith(".") and not s.path.is_symlink()]
-    return sorted(found, key=lambda s: sort_key(s.name))
-
-
-def _file_sizes(root: Path) -> dict[tuple[int, int], int]:
-    """(device, inode) -> size of every regular file: a hard link counts once."""
-    sizes = {}
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                sizes[(st.st_dev, st.st_ino)] = st.st_size
-    return sizes
-
-
-def _verified(snap: destination.Snapshot) -> str | None:
-    try:
-        return json.loads((snap.path / "verified.json").read_text()).get("time")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 @app.command()
 def snapshots(dest: DestOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the snapshots: time, result, downtime, size, bytes new since the one before."""
@@ -215,23 +182,7 @@ def snapshots(dest: DestOpt = None, config: ConfigOpt = None, as_json: JsonOpt =
         root = _dest(dest, load_settings(config))
     except KlinkSyncError as exc:
         raise _fail(exc) from None
-    the_dest = Destination(root)
-    latest = the_dest.latest()
-    rows, previous = [], {}
-    for snap in _listed(the_dest):
-        manifest = snap.manifest() if snap.complete else {}
-        sizes = _file_sizes(snap.path)
-        when = name_time(snap.name)
-        rows.append({
-            "name": snap.name, "time": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
-            "complete": snap.complete, "latest": bool(latest) and latest.name == snap.name,
-            "mode": manifest.get("mode"), "result": manifest.get("result", "incomplete"),
-            "downtime_seconds": manifest.get("downtime_seconds"),
-            "total_bytes": sum(sizes.values()),
-            "new_bytes": sum(n for ino, n in sizes.items() if ino not in previous),
-            "verified": _verified(snap),
-        })  # fmt: skip
-        previous = sizes
+    rows = destination.describe_snapshots(Destination(root))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -255,62 +206,6 @@ KeepDailyOpt = Annotated[Optional[int], _keep("--keep-daily", "the newest of N d
 KeepWeeklyOpt = Annotated[Optional[int], _keep("--keep-weekly", "the newest of N weeks")]  # noqa: UP045
 KeepMonthlyOpt = Annotated[Optional[int], _keep("--keep-monthly", "the newest of N months")]  # noqa: UP045
 PruneDryRunOpt = Annotated[bool, typer.Option("--dry-run", help="list what would go only")]
-
-
-def _rmtree(path: Path) -> None:
-    """Remove a snapshot even if it holds read-only folders (chmod folders only: files
-    are hard links shared with other snapshots)."""
-    try:
-        shutil.rmtree(path)
-        return
-    except PermissionError:
-        pass
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
-            if not os.path.islink(d):
-                os.chmod(d, os.lstat(d).st_mode | stat.S_IRWXU)
-    shutil.rmtree(path)
-
-
-def _sync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove(dest: Destination, name: str) -> None:
-    """Rename out of the listing first: a half-removed snapshot is never taken for one."""
-    path = dest.snapshots_dir / name
-    try:
-        if not name.startswith(DELETING):
-            os.rename(path, dest.snapshots_dir / f"{DELETING}{name}")
-            _sync(dest.snapshots_dir)
-            path = dest.snapshots_dir / f"{DELETING}{name}"
-        _rmtree(path)
-    except OSError as exc:
-        raise RunFailed(f"{path}: cannot remove: {exc.strerror}") from None
-
-
-def _prune(dest: Destination, rules: Retention, dry_run: bool) -> dict:
-    latest = os.path.basename(os.readlink(dest.latest_link)) if dest.latest_link.is_symlink() \
-        else None  # fmt: skip
-    listed = _listed(dest)
-    decision = decide([(s.name, s.complete) for s in listed], latest, rules)
-    leftovers = sorted(p.name for p in dest.snapshots_dir.glob(DELETING + "*"))
-    if not dry_run:
-        for name in leftovers:
-            log.info("removing %s (left by an interrupted prune)", name)
-            _remove(dest, name)
-        for name in decision.remove:
-            log.info("removing %s", name)
-            _remove(dest, name)
-    return {
-        "dry_run": dry_run, "rules": rules.to_dict(),
-        "keep": [{"name": n, "reasons": list(why)} for n, why in decision.keep],
-        "remove": list(decision.remove), "leftovers": leftovers,
-    }  # fmt: skip
 
 
 @app.command()
@@ -338,11 +233,11 @@ def prune(
             raise UsageError(f"{root}: no {destination.MARKER} marker: refusing to prune")
         the_dest = Destination(root)
         if dry_run:
-            result = _prune(the_dest, rules, dry_run=True)
+            result = destination.prune(the_dest, rules, dry_run=True)
         else:
             try:
                 with destination.locked(the_dest):  # never while a backup runs
-                    result = _prune(the_dest, rules, dry_run=False)
+                    result = destination.prune(the_dest, rules, dry_run=False)
             except OSError as exc:
                 raise DestinationUnavailable(f"{root}: {exc.strerror}") from None
     except KlinkSyncError as exc:
@@ -415,7 +310,7 @@ def verify_command(
             raise UsageError(f"--sample {sample:g}: give a percentage above 0, at most 100")
         the_dest = Destination(root)
         if all_snapshots:
-            targets = [s for s in the_dest.snapshots() if not s.name.startswith(".")]
+            targets = the_dest.snapshots()
             if not targets:
                 raise UsageError(f"{root}: no snapshots")
         else:

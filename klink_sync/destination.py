@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DestinationUnavailable, LockedError, UsageError
+from .errors import DestinationUnavailable, LockedError, RunFailed, UsageError
+from .retention import Retention, decide, name_time, sort_key
 
 MARKER = ".klink-sync"
+DELETING = ".deleting-"  # a snapshot being removed: renamed first, so never listed
 MANIFEST = "manifest.json"
 INDEX = "source-index.json.gz"
 PRIVATE = 0o700
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,15 @@ class Destination:
         return self.root / "latest"
 
     def snapshots(self) -> list[Snapshot]:
-        """Every snapshot folder, oldest first (names sort by time)."""
+        """Every snapshot folder, oldest first; never one that prune is removing."""
         if not self.snapshots_dir.is_dir():
             return []
-        return sorted(
-            (Snapshot(p.name, p) for p in self.snapshots_dir.iterdir() if p.is_dir()),
-            key=lambda s: s.name,
-        )
+        found = [
+            Snapshot(p.name, p)
+            for p in self.snapshots_dir.iterdir()
+            if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+        ]
+        return sorted(found, key=lambda s: sort_key(s.name))
 
     def latest(self) -> Snapshot | None:
         """The snapshot `latest` points to, if it is complete."""
@@ -188,3 +196,94 @@ def write_json_atomic(path: Path, data: object) -> None:
         os.fsync(out.fileno())
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def _inode_sizes(root: Path) -> dict[tuple[int, int], int]:
+    """(device, inode) -> size of every regular file: a hard link counts once."""
+    sizes = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sizes
+
+
+def _verified(snap: Snapshot) -> str | None:
+    try:
+        return json.loads((snap.path / "verified.json").read_text()).get("time")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def describe_snapshots(dest: Destination) -> list[dict]:
+    """Each snapshot with its size and the bytes not shared with the one before."""
+    latest = dest.latest()
+    rows, previous = [], {}
+    for snap in dest.snapshots():
+        manifest = snap.manifest() if snap.complete else {}
+        sizes = _inode_sizes(snap.path)
+        when = name_time(snap.name)
+        rows.append({
+            "name": snap.name, "time": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
+            "complete": snap.complete, "latest": bool(latest) and latest.name == snap.name,
+            "mode": manifest.get("mode"), "result": manifest.get("result", "incomplete"),
+            "downtime_seconds": manifest.get("downtime_seconds"),
+            "total_bytes": sum(sizes.values()),
+            "new_bytes": sum(n for ino, n in sizes.items() if ino not in previous),
+            "verified": _verified(snap),
+        })  # fmt: skip
+        previous = sizes
+    return rows
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a snapshot even if it holds read-only folders (chmod folders only: files
+    are hard links shared with other snapshots)."""
+    try:
+        shutil.rmtree(path)
+        return
+    except PermissionError:
+        pass
+    for dirpath, dirnames, _ in os.walk(path):
+        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
+            if not os.path.islink(d):
+                os.chmod(d, os.lstat(d).st_mode | stat.S_IRWXU)
+    shutil.rmtree(path)
+
+
+def remove_snapshot(dest: Destination, name: str) -> None:
+    """Rename out of the listing first: a half-removed snapshot is never taken for one."""
+    path = dest.snapshots_dir / name
+    try:
+        if not name.startswith(DELETING):
+            os.rename(path, dest.snapshots_dir / f"{DELETING}{name}")
+            _fsync_dir(dest.snapshots_dir)
+            path = dest.snapshots_dir / f"{DELETING}{name}"
+        _rmtree(path)
+    except OSError as exc:
+        raise RunFailed(f"{path}: cannot remove: {exc.strerror}") from None
+
+
+def prune(dest: Destination, rules: Retention, dry_run: bool) -> dict:
+    """Apply the retention rules; the caller holds the lock unless this is a dry run."""
+    latest = dest.latest()
+    listed = dest.snapshots()
+    decision = decide([(s.name, s.complete) for s in listed], latest.name if latest else None,
+                      rules)  # fmt: skip
+    leftovers = sorted(p.name for p in dest.snapshots_dir.glob(DELETING + "*"))
+    if not dry_run:
+        for name in leftovers:
+            log.info("removing %s (left by an interrupted prune)", name)
+            remove_snapshot(dest, name)
+        for name in decision.remove:
+            log.info("removing %s", name)
+            remove_snapshot(dest, name)
+    return {
+        "dry_run": dry_run, "rules": rules.to_dict(),
+        "keep": [{"name": n, "reasons": list(why)} for n, why in decision.keep],
+        "remove": list(decision.remove), "leftovers": leftovers,
+    }  # fmt: skip
