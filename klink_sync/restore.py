@@ -221,7 +221,9 @@ class Restore:
                 moved, rewritten = self._restore_files()
                 window.restart_on_error = True
             if safety_run:
-                safety_report = safety_run.finish(window.times, kind="pre-restore")
+                safety_report = safety_run.with_checksums(
+                    safety_run.finish(window.times, kind="pre-restore")
+                )
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             moved, rewritten = self._restore_files()

@@ -119,6 +119,18 @@ class _SignalGuard:
         raise Interrupted(f"interrupted by {name}")
 
 
+@contextmanager
+def signals_raise() -> Iterator[_SignalGuard]:
+    """SIGTERM, SIGINT and SIGHUP raise Interrupted, so every `finally` cleans up."""
+    guard = _SignalGuard()
+    previous = {s: signal.signal(s, guard) for s in _SIGNALS}
+    try:
+        yield guard
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 @dataclass
 class StopWindow:
     """What a stopped_stack block shares with its caller: times, and how to leave."""
@@ -142,10 +154,8 @@ def stopped_stack(
     """
     window = StopWindow()
     times = window.times
-    guard = _SignalGuard()
-    previous = {s: signal.signal(s, guard) for s in _SIGNALS}
     failed = False
-    try:
+    with signals_raise() as guard:
         try:
             times["stop_begin"] = time.time()
             log.info("stopping the stack (timeout %ss)", stop_timeout)
@@ -165,9 +175,6 @@ def stopped_stack(
             times["start_end"] = time.time()
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is back up)")
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _start_again(stack: Stack, running: Sequence[str], timeout: float, recreate: bool) -> None:

@@ -17,17 +17,16 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checksums, destination, process
 from .destination import Destination, Snapshot
 from .errors import KlinkSyncError, UsageError
+from .stack import Interrupted, signals_raise
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,7 @@ _STATUS = re.compile(r"^(error|warning|note|info|status)\s*:\s*(.*)$", re.I)
 RECOVERY = re.compile(r"crash recovery|not shut ?down normally|Recovering after a crash", re.I)
 
 
-class VerifyInterrupted(KlinkSyncError):
-    """A signal stopped the check; the container and the copy were removed first."""
+VerifyInterrupted = Interrupted  # a signal stops verify --all at once
 
 
 @dataclass(frozen=True)
@@ -288,21 +286,6 @@ def check_tables_count(output: str) -> int:
                and not line[:1].isspace())  # fmt: skip
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """SIGTERM/SIGHUP raise, so the container and the copy are removed on the way out."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise VerifyInterrupted(f"interrupted by {signal.Signals(signum).name}")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def _workdir(dest: Destination) -> Path:
     """Private scratch space next to the snapshots (room for a datadir), else the temp dir."""
     try:
@@ -321,7 +304,7 @@ def check_database(dest: Destination, snapshot: Snapshot, db: Database,
     name = f"klink-sync-verify-{secrets.token_hex(4)}"
     started = False
     try:
-        with _signals_raise():
+        with signals_raise():
             cnf = work / "verify.cnf"
             cnf.write_text(VERIFY_CNF)
             cnf.chmod(0o644)

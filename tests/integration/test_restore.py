@@ -54,6 +54,8 @@ def test_restore_over_a_deployment_keeps_a_pre_restore_snapshot(tmp_path, klink_
     assert report["services_before"] == ALL and running(klink_env) == ALL
     kept = dest / "snapshots" / report["safety_snapshot"]
     assert tree(kept / "folder/storage") == changed
+    verified = run_cli("verify", kept.name, "--dest", dest, env=klink_env)
+    assert "intact" in verified.stdout
     assert latest(dest) == first
     calls = Path(klink_env["FAKE_COMPOSE_LOG"]).read_text()
     assert "up -d database engine kbox" in calls
