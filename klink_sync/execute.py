@@ -15,6 +15,7 @@ from .destination import Destination
 from .errors import KlinkSyncError, UsageError
 from .models import Phase, VolumeType
 from .plan import CopyUnit, Mode, Plan
+from .retention import Retention
 from .stack import Stack, stopped_stack
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Report:
     passes: tuple[PassResult, ...] = ()
     warnings: tuple[str, ...] = ()
     error: str = ""
+    pruned: tuple[str, ...] = ()  # snapshots removed by the retention rules after the run
     checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
 
     def bytes_moved(self, phase: Phase) -> int:
@@ -322,11 +324,20 @@ def _iso(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1e6):06d}Z"
 
 
-def run_backup(plan: Plan, dest_root: Path, stack: Stack) -> Report:
-    """Lock the destination and run; failures leave every earlier snapshot untouched."""
+def run_backup(
+    plan: Plan, dest_root: Path, stack: Stack, retention: Retention | None = None
+) -> Report:
+    """Lock the destination and run; failures leave every earlier snapshot untouched.
+
+    With retention rules, prune once the new snapshot is complete (stack up).
+    """
     dest = destination.prepare(dest_root)
     with destination.locked(dest):
-        return Run(plan, dest, stack).execute()
+        report = Run(plan, dest, stack).execute()
+        if retention is not None and not retention.empty:
+            pruned = destination.prune(dest, retention, dry_run=False)
+            report = Report(**{**report.__dict__, "pruned": tuple(pruned["remove"])})
+        return report
 
 
 

@@ -65,5 +65,7 @@ def report_text(report: Report) -> str:
     lines.append(f"  {'DOWNTIME':<10} {report.downtime_seconds:7.1f}s   (stop until running again)")
     lines.append("services before: " + (", ".join(report.services_before) or "none"))
     lines.append("services after:  " + (", ".join(report.services_after) or "none"))
+    if report.pruned:
+        lines.append("pruned (retention): " + ", ".join(report.pruned))
     lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from tests.conftest import run_cli, tree
@@ -96,3 +97,30 @@ def test_refusals(tmp_path, klink_env):
     refused = run_cli("restore", incomplete.name, "--dest", dest, env=klink_env, check=2)
     assert "incomplete" in refused.stderr
     assert running(klink_env) == ALL
+
+
+def test_restore_refuses_a_snapshot_that_fails_a_quick_verify(tmp_path, klink_env):
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    snap = _backup(folder, dest, klink_env)
+    (snap / "folder/storage/data/documents/003.bin").unlink()
+    before = tree(folder)
+    refused = run_cli("restore", "--dest", dest, "--folder", folder, env=klink_env, check=2)
+    assert "fails a quick verify" in refused.stderr and "003.bin" in refused.stderr
+    assert tree(folder) == before
+    assert running(klink_env) == ALL
+
+
+def test_hot_cold_prunes_after_the_run_when_retention_is_configured(tmp_path, klink_env):
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    config = tmp_path / "config.yml"
+    config.write_text("retention:\n  keep_last: 2\n")
+    for _ in range(3):
+        run_cli("hot-cold", "--folder", folder, "--dest", dest, "--config", config, env=klink_env)
+        time.sleep(1.1)  # snapshot names are whole seconds
+    names = sorted(p.name for p in (dest / "snapshots").iterdir())
+    assert len(names) == 2 and latest(dest).name == names[-1]
+    assert "intact" in run_cli("verify", "--dest", dest, env=klink_env).stdout
