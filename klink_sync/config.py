@@ -24,6 +24,8 @@ OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "start_timeout": (int, 300, "seconds to wait for services to run (and be healthy) again"),
     "volumes": (list, [], "class overrides: [{service, target, source, class, reason}]"),
     "retention": (dict, Retention(), "what prune keeps: {keep_last, keep_daily, ...}"),
+    "require_mount": (bool, False, "refuse a destination not on a mounted disk (exit 75)"),
+    "allow_unclean_stop": (bool, False, "promote even if a database container was killed"),
 }
 OVERRIDE_KEYS = {"service", "target", "source", "class", "reason"}
 
@@ -38,12 +40,15 @@ class Settings:
     start_timeout: int = 300
     overrides: tuple[Override, ...] = field(default=())
     retention: Retention = Retention()
+    require_mount: bool = False
+    allow_unclean_stop: bool = False
     source: str = "defaults"  # where the settings came from, for messages
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "a number", list: "a list", dict: "a mapping"}
+    names = {str: "a string", int: "a number", list: "a list", dict: "a mapping",
+             bool: "true or false"}  # fmt: skip
     return " or ".join(names[k] for k in kinds)
 
 
