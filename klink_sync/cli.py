@@ -6,6 +6,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, destination, process
+from . import __version__, destination, process, systemd
 from .classify import check_overrides
 from .compose import load_deployment
-from .config import Settings, load_settings
+from .config import Settings, check_file, load_settings
+from .config import sample as config_sample_text
 from .destination import Destination
 from .errors import DestinationUnavailable, KlinkSyncError, UsageError
 from .execute import dry_run_commands, resolve_sources, run_backup
@@ -392,3 +394,141 @@ def restore(
     lines.append("services after:  " + (", ".join(report.services_after) or "none"))
     lines += report.hints
     typer.echo(process.mask("\n".join(lines)))
+
+
+# --- klink-sync timer: systemd units for nightly runs ----------------------------------------
+
+timer_app = typer.Typer(no_args_is_help=True, help="systemd service and timer for nightly runs.")
+app.add_typer(timer_app, name="timer")
+
+OnCalendarOpt = Annotated[
+    str, typer.Option("--on-calendar", metavar="SPEC",
+                      help="when to run (systemd.time: daily, 'Mon..Fri 02:30', ...)"),
+]  # fmt: skip
+UnitConfigOpt = Annotated[
+    Path, typer.Option("--config", help="the config file the service reads"),
+]
+UnitDirOpt = Annotated[Path, typer.Option("--unit-dir", help="where the unit files go")]
+ExecOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--exec", help="the klink-sync command the service runs (default: this one)"),
+]
+
+
+def _this_command() -> str:
+    """The klink-sync the admin just ran (as typed: a /usr/local/bin link stays a link)."""
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "klink-sync" and os.path.isfile(argv0):
+        return os.path.abspath(argv0)
+    beside = Path(sys.executable).parent / "klink-sync"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("klink-sync")
+    if found:
+        return found
+    raise UsageError("cannot tell where the klink-sync command is: give --exec PATH")
+
+
+def _check_calendar(spec: str) -> None:
+    """Ask systemd-analyze (when there is one) whether systemd understands `spec`."""
+    try:
+        process.run(("systemd-analyze", "calendar", spec))
+    except process.CommandFailed as exc:
+        if exc.result is None:  # no systemd-analyze here: systemd will judge it
+            return
+        raise UsageError(f"--on-calendar {spec!r}: not a systemd calendar spec "
+                         f"({exc.result.last_error_line})") from None  # fmt: skip
+
+
+def _unit_files(on_calendar: str, config: Path, exec_path: Path | None) -> dict[str, str]:
+    _check_calendar(on_calendar)
+    command = str(exec_path.absolute()) if exec_path else _this_command()
+    if not os.access(command, os.X_OK):
+        raise UsageError(f"{command}: not an executable klink-sync command")
+    config = config.absolute()
+    writable: list[str] = []
+    if config.exists():
+        problems = check_file(config)
+        if problems:
+            raise UsageError("\n".join(problems))
+        settings = load_settings(config)
+        writable = systemd.writable_paths(settings.dest, settings.metrics_file)
+        if not settings.dest:
+            log.warning("%s has no dest: the service will need KLINK_SYNC_DEST", config)
+    else:
+        log.warning("%s does not exist yet: write it (klink-sync config sample > %s), then run "
+                    "`klink-sync timer install` again so the service may write to its dest",
+                    config, config)  # fmt: skip
+    try:
+        return systemd.units(command, str(config), on_calendar, writable)
+    except systemd.UnitValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@timer_app.command("print")
+def timer_print(
+    on_calendar: OnCalendarOpt = systemd.DEFAULT_CALENDAR,
+    config: UnitConfigOpt = Path(systemd.DEFAULT_CONFIG),
+    unit_dir: UnitDirOpt = Path(systemd.UNIT_DIR),
+    exec_path: ExecOpt = None,
+) -> None:  # fmt: skip
+    """Print the service and timer units (nothing is written)."""
+    _setup_logging(0, False)
+    try:
+        files = _unit_files(on_calendar, config, exec_path)
+    except KlinkSyncError as exc:
+        raise _fail(exc) from None
+    for name, text in files.items():
+        typer.echo(f"# {unit_dir.absolute() / name}\n{text}")
+    typer.echo("# to install them: klink-sync timer install, then:")
+    typer.echo("\n".join(systemd.enable_commands()))
+
+
+@timer_app.command("install")
+def timer_install(
+    on_calendar: OnCalendarOpt = systemd.DEFAULT_CALENDAR,
+    config: UnitConfigOpt = Path(systemd.DEFAULT_CONFIG),
+    unit_dir: UnitDirOpt = Path(systemd.UNIT_DIR),
+    exec_path: ExecOpt = None,
+) -> None:  # fmt: skip
+    """Write klink-sync.service and klink-sync.timer into the unit folder."""
+    _setup_logging(0, False)
+    try:
+        files = _unit_files(on_calendar, config, exec_path)
+        try:
+            written = systemd.write_units(unit_dir.absolute(), files)
+        except OSError as exc:
+            raise UsageError(f"{unit_dir}: cannot write the units: {exc.strerror}") from None
+    except KlinkSyncError as exc:
+        raise _fail(exc) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo("now enable the timer, as root:")
+    typer.echo("\n".join(systemd.enable_commands()))
+
+
+# --- klink-sync config: the sample and the checker ---------------------------------------------
+
+config_app = typer.Typer(no_args_is_help=True, help="The YAML config file: sample and check.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("sample")
+def config_sample() -> None:
+    """Print a config file with every option, its default and an example."""
+    typer.echo(config_sample_text(), nl=False)
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="the config file to check")],
+) -> None:  # fmt: skip
+    """Report every problem of a config file (file, key, reason); exit 2 if there is any."""
+    problems = check_file(file)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+        typer.echo(f"{file}: {count}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{file}: ok")
