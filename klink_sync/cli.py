@@ -138,7 +138,8 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
         if dry_run:
             typer.echo(process.mask(_dry_run_text(the_plan, Destination(dest_root), stack)))
             return
-        report = run_backup(the_plan, dest_root, stack, settings.retention)
+        report = run_backup(the_plan, dest_root, stack, settings.retention,
+                            settings.require_mount, settings.allow_unclean_stop)  # fmt: skip
     except KlinkSyncError as exc:
         raise _fail(exc) from None
     text = json.dumps(report.to_dict(), indent=2) if as_json else report_text(report)

@@ -8,13 +8,15 @@ A snapshot is complete when its manifest.json exists.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
 import stat
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +93,22 @@ class Destination:
         raise UsageError(f"{self.root}: no snapshot named '{name}'")
 
 
-def check_usable(root: Path) -> None:
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem that holds `path` (or would hold it)."""
+    path = Path(os.path.realpath(path))
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def check_usable(root: Path, require_mount: bool = False) -> None:
     """Refuse, before anything is stopped, a destination that cannot take a backup."""
+    if require_mount and mount_point(root) == Path("/"):
+        raise DestinationUnavailable(
+            f"{root}: not on a mounted disk (require_mount: true): is the backup disk mounted?"
+        )
     if root.exists() and not root.is_dir():
         raise DestinationUnavailable(f"{root}: destination is not a folder")
     parent = root if root.exists() else root.parent
@@ -106,9 +122,31 @@ def check_usable(root: Path) -> None:
         )
 
 
-def prepare(root: Path) -> Destination:
+def check_apart(root: Path, sources: Sequence[str]) -> None:
+    """A destination inside a source copies itself; a source inside it gets --delete'd."""
+    dest = os.path.realpath(root)
+    for source in sources:
+        src = os.path.realpath(source)
+        if dest == src or dest.startswith(src.rstrip("/") + "/"):
+            raise UsageError(f"{root}: destination is inside the source {source}: refusing")
+        if src.startswith(dest.rstrip("/") + "/"):
+            raise UsageError(f"{source}: source is inside the destination {root}: refusing")
+
+
+def check_free_space(root: Path, needed: int) -> None:
+    """Fail before the stop, not half way through the cold pass."""
+    st = os.statvfs(root)
+    free = st.f_bavail * st.f_frsize
+    if free < needed:
+        raise DestinationUnavailable(
+            f"{root}: not enough free space: about {needed // 2**20} MiB needed, "
+            f"{free // 2**20} MiB free"
+        )
+
+
+def prepare(root: Path, require_mount: bool = False) -> Destination:
     """Create the layout (owner-only, whatever the umask) and the marker."""
-    check_usable(root)
+    check_usable(root, require_mount)
     try:
         root.mkdir(mode=PRIVATE, exist_ok=True)
         (root / MARKER).touch()
@@ -122,8 +160,23 @@ def prepare(root: Path) -> Destination:
 
 @contextmanager
 def locked(dest: Destination) -> Iterator[None]:
-    """One run per destination; the kernel drops the lock when the holder dies."""
-    path = dest.root / ".lock"
+    """One run per destination."""
+    with _flock(dest.root / ".lock", str(dest.root)):
+        yield
+
+
+@contextmanager
+def deployment_locked(folder: Path) -> Iterator[None]:
+    """One run per deployment, whatever the destination."""
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(folder))).hexdigest()[:16]
+    lock_dir = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
+    with _flock(lock_dir / f"klink-sync-{digest}.lock", str(folder)):
+        yield
+
+
+@contextmanager
+def _flock(path: Path, what: str) -> Iterator[None]:
+    """An exclusive flock: the kernel drops it when the holder dies, so none goes stale."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -131,7 +184,7 @@ def locked(dest: Destination) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise LockedError(
-                f"{dest.root}: another klink-sync run (pid {holder}) holds the lock"
+                f"{what}: another klink-sync run (pid {holder}) holds the lock"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

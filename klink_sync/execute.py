@@ -12,8 +12,8 @@ from pathlib import Path
 
 from . import __version__, checksums, destination, fileindex, process, rsync
 from .destination import Destination
-from .errors import KlinkSyncError, UsageError
-from .models import Phase, VolumeType
+from .errors import KlinkSyncError, RunFailed, UsageError
+from .models import Phase, VolumeClass, VolumeType
 from .plan import CopyUnit, Mode, Plan
 from .retention import Retention
 from .stack import Stack, stopped_stack
@@ -135,11 +135,15 @@ def dry_run_commands(plan: Plan, dest: Destination, stack: Stack, sources: Mappi
 class Run:
     """One backup run: holds what the phases share and the results they add."""
 
-    def __init__(self, plan: Plan, dest: Destination, stack: Stack):
+    def __init__(
+        self, plan: Plan, dest: Destination, stack: Stack, allow_unclean_stop: bool = False
+    ):
         self.plan, self.dest, self.stack = plan, dest, stack
+        self.allow_unclean_stop = allow_unclean_stop
         self.passes: list[PassResult] = []
         self.warnings: list[str] = []
         self.phases: dict[str, float] = {}
+        self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
 
     def _copy(self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None) -> None:
         target = self.dest.staging / landing(unit, source)
@@ -181,6 +185,7 @@ class Run:
         """Preflight, before anything is stopped: every check that can fail does so here."""
         began = time.monotonic()
         self.sources = resolve_sources(self.plan)
+        destination.check_apart(self.dest.root, [s.path for s in self.sources.values()])
         self.stack.check()
         process.run(("rsync", "--version"))
         self.before = self.stack.running_services()
@@ -190,9 +195,36 @@ class Run:
         index = self.latest_path / destination.INDEX if self.latest_path else None
         self.previous = fileindex.load(index) if index else {}
         self.staging = destination.fresh_staging(self.dest)
+        destination.check_free_space(self.dest.root, self._bytes_needed())
         self.hot_scans: dict[str, fileindex.Scan] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
+
+    def _bytes_needed(self) -> int:
+        """What the copies would write, asked of rsync itself (--dry-run), plus a margin."""
+        total = 0
+        for unit in self.plan.units:
+            source = self.sources[unit.dest]
+            (self.staging / landing(unit, source)).parent.mkdir(parents=True, exist_ok=True)
+            argv = copy_command(unit, source, self.staging, self.latest_path)
+            ok = (0, *rsync.HOT_WARNING_CODES)  # the stack still runs: files come and go
+            result = process.run((argv[0], "--dry-run", *argv[1:]), ok_codes=ok)
+            total += rsync.parse_stats(result.stdout).transferred_size
+        return int(total * 1.05) + 16 * 2**20
+
+    def check_clean_stop(self) -> None:
+        """A database killed at the stop timeout may need crash recovery: not a clean copy."""
+        cold = sorted({c.volume.service for c in self.plan.volumes if c.cls is VolumeClass.COLD})
+        killed = self.stack.killed([s for s in cold if s in self.before])
+        if not killed:
+            return
+        what = (f"{', '.join(killed)} did not stop cleanly (killed, e.g. after the "
+                f"{self.plan.stop_timeout}s stop timeout)")  # fmt: skip
+        if not self.allow_unclean_stop:
+            raise RunFailed(f"{what}: its data may need crash recovery, snapshot not promoted "
+                            "(raise stop_timeout, or set allow_unclean_stop: true)")  # fmt: skip
+        self.warnings.append(f"{what}: snapshot marked unsafe")
+        self.unsafe = True
 
     def hot_pass(self) -> None:
         if self.plan.mode is not Mode.HOT_COLD or not self.before:
@@ -238,6 +270,7 @@ class Run:
                         self.before, after, tuple(self.passes), tuple(self.warnings))  # fmt: skip
         manifest = build_manifest(self.plan, report, self.sources, times)
         manifest["kind"] = kind
+        manifest["unsafe"] = self.unsafe
         destination.write_json_atomic(self.staging / destination.MANIFEST, manifest)
         is_backup = kind == "backup"
         suffix = "" if is_backup else f"-{kind}"
@@ -252,6 +285,7 @@ class Run:
         self.prepare()
         self.hot_pass()
         with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as window:
+            self.check_clean_stop()
             self.cold_pass()
         return self.with_checksums(self.finish(window.times))
 
@@ -325,15 +359,20 @@ def _iso(when: float) -> str:
 
 
 def run_backup(
-    plan: Plan, dest_root: Path, stack: Stack, retention: Retention | None = None
+    plan: Plan,
+    dest_root: Path,
+    stack: Stack,
+    retention: Retention | None = None,
+    require_mount: bool = False,
+    allow_unclean_stop: bool = False,
 ) -> Report:
     """Lock the destination and run; failures leave every earlier snapshot untouched.
 
     With retention rules, prune once the new snapshot is complete (stack up).
     """
-    dest = destination.prepare(dest_root)
-    with destination.locked(dest):
-        report = Run(plan, dest, stack).execute()
+    dest = destination.prepare(dest_root, require_mount)
+    with destination.deployment_locked(plan.folder), destination.locked(dest):
+        report = Run(plan, dest, stack, allow_unclean_stop).execute()
         if retention is not None and not retention.empty:
             pruned = destination.prune(dest, retention, dry_run=False)
             report = Report(**{**report.__dict__, "pruned": tuple(pruned["remove"])})

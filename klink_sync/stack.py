@@ -85,6 +85,17 @@ class Stack:
                     waiting.append(service)
         return waiting
 
+    def killed(self, services: Sequence[str]) -> list[str]:
+        """Services whose container was killed (SIGKILL, OOM) rather than exiting by itself."""
+        found = []
+        for service in services:
+            for cid in self._run("ps", "-a", "-q", service).stdout.split():
+                fmt = "{{.State.ExitCode}} {{.State.OOMKilled}}"
+                code, oom = process.run(("docker", "inspect", "--format", fmt, cid)).stdout.split()
+                if code == "137" or oom == "true":
+                    found.append(service)
+        return found
+
     def wait_running(self, services: Sequence[str], timeout: float) -> list[str]:
         """Wait until every service runs (and is healthy); return those that never did."""
         deadline = time.monotonic() + timeout
