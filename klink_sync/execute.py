@@ -371,12 +371,16 @@ def run_backup(
     With retention rules, prune once the new snapshot is complete (stack up).
     """
     dest = destination.prepare(dest_root, require_mount)
-    with destination.deployment_locked(plan.folder), destination.locked(dest):
-        report = Run(plan, dest, stack, allow_unclean_stop).execute()
-        if retention is not None and not retention.empty:
-            pruned = destination.prune(dest, retention, dry_run=False)
-            report = Report(**{**report.__dict__, "pruned": tuple(pruned["remove"])})
-        return report
+    try:
+        with destination.deployment_locked(plan.folder), destination.locked(dest):
+            report = Run(plan, dest, stack, allow_unclean_stop).execute()
+            if retention is not None and not retention.empty:
+                pruned = destination.prune(dest, retention, dry_run=False)
+                report = Report(**{**report.__dict__, "pruned": tuple(pruned["remove"])})
+            return report
+    except OSError as exc:  # a disk full or gone, a folder vanished: one line, exit 1
+        where = exc.filename or dest_root
+        raise RunFailed(f"{where}: {exc.strerror or exc}; nothing was promoted") from exc
 
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .classify import Override, classify_all
 from .compose import Deployment
+from .errors import UsageError
 from .models import Classified, Phase, VolumeClass, VolumeType
 
 
@@ -102,6 +103,11 @@ def build_plan(
     mode: Mode = Mode.HOT_COLD,
     stop_timeout: int = 120,
 ) -> Plan:
+    if not deployment.volumes:
+        raise UsageError(
+            f"{deployment.compose_files[0]}: no service declares a volume: is this the "
+            "K-Link compose file?"
+        )
     classified = classify_all(deployment.volumes, overrides)
     folder = str(deployment.folder)
     by_source: dict[tuple[VolumeType, str], list[Classified]] = {}

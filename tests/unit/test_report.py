@@ -10,6 +10,7 @@ import pytest
 
 from klink_sync.classify import ANONYMOUS_REASON, Override
 from klink_sync.compose import load_deployment
+from klink_sync.errors import UsageError
 from klink_sync.execute import PassResult, Report
 from klink_sync.models import Phase, VolumeClass
 from klink_sync.plan import Mode, Plan, build_plan
@@ -150,13 +151,12 @@ def test_plan_text_anonymous_volumes(tmp_path: Path) -> None:
     assert ANONYMOUS_REASON in text
 
 
-def test_plan_text_without_volumes(tmp_path: Path) -> None:
+def test_a_compose_file_without_volumes_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "k-link"
     folder.mkdir()
     (folder / "docker-compose.yml").write_text("services:\n  web:\n    image: nginx\n")
-    text = plan_text(build_plan(load_deployment(folder)))
-    assert "(no volumes)" in text
-    assert "SERVICE" not in text
+    with pytest.raises(UsageError, match=r"docker-compose.yml: no service declares a volume"):
+        build_plan(load_deployment(folder))
 
 
 # --- reports -----------------------------------------------------------------------------
