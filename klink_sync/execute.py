@@ -370,6 +370,9 @@ def run_backup(
 
     With retention rules, prune once the new snapshot is complete (stack up).
     """
+    # every refusal before anything is created, stopped or locked
+    sources = resolve_sources(plan)
+    destination.check_apart(dest_root, [s.path for s in sources.values()])
     dest = destination.prepare(dest_root, require_mount)
     try:
         with destination.deployment_locked(plan.folder), destination.locked(dest):
