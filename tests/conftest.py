@@ -15,11 +15,13 @@ FIXTURES = ROOT / "tests" / "fixtures"
 KLINK_SYNC = str(Path(sys.executable).parent / "klink-sync")
 
 
-def run_cli(*args: str, env: dict | None = None, check: int | None = 0, timeout: float = 600):
+def run_cli(
+    *args: str, env: dict | None = None, check: int | None = 0, timeout: float = 600, cwd=None
+):
     """Run the installed `klink-sync` command; assert its exit code when `check` is set."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [KLINK_SYNC, *map(str, args)], env=full_env, capture_output=True, text=True,
+        [KLINK_SYNC, *map(str, args)], env=full_env, capture_output=True, text=True, cwd=cwd,
         timeout=timeout, errors="replace",
     )  # fmt: skip
     if check is not None:
