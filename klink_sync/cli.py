@@ -17,11 +17,12 @@ import typer
 from . import __version__, destination, process, systemd
 from .classify import check_overrides
 from .compose import load_deployment
-from .config import Settings, check_file, load_settings
+from .config import LOG_LEVELS, Settings, check_file, load_settings
 from .config import sample as config_sample_text
 from .destination import Destination
 from .errors import DestinationUnavailable, KlinkSyncError, UsageError
 from .execute import dry_run_commands, resolve_sources, run_backup
+from .hooks import Job
 from .plan import Mode, Plan, build_plan
 from .report import human_bytes, plan_dict, plan_text, report_text
 from .stack import Stack, detect_compose_command
@@ -128,9 +129,26 @@ def plan(
     typer.echo(process.mask(out))
 
 
+def _job(mode: Mode, dest: Path | None, config: Path | None, verbose: int, quiet: bool) -> Job:
+    """Settings for what surrounds a run (log level, hooks, ping, metrics); pings /start."""
+    settings = load_settings(config)
+    if not verbose and not quiet:
+        level = os.environ.get("KLINK_SYNC_LOG_LEVEL") or settings.log_level
+        if level not in LOG_LEVELS:
+            raise UsageError(f"KLINK_SYNC_LOG_LEVEL={level}: must be debug, info or warning")
+        log.setLevel(level.upper())
+    if settings.excludes:
+        log.warning("%s: excludes: checked but not applied by this version", settings.source)
+    job = Job(settings, mode.value, dest=str(dest or settings.dest or ""))
+    job.start()
+    return job
+
+
 def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) -> None:
     _setup_logging(verbose, quiet)
+    job = None
     try:
+        job = None if dry_run else _job(mode, dest, config, verbose, quiet)
         settings, the_plan = _read_plan(folder, config, mode)
         dest_root = _dest(dest, settings)
         compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
@@ -138,10 +156,18 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
         if dry_run:
             typer.echo(process.mask(_dry_run_text(the_plan, Destination(dest_root), stack)))
             return
+        job.before(dest_root, the_plan.folder)
         report = run_backup(the_plan, dest_root, stack, settings.retention,
                             settings.require_mount, settings.allow_unclean_stop)  # fmt: skip
+        job.succeeded(report)
     except KlinkSyncError as exc:
+        if job is not None:
+            job.failed(exc)
         raise _fail(exc) from None
+    except Exception as exc:
+        if job is not None:
+            job.failed(exc)
+        raise
     text = json.dumps(report.to_dict(), indent=2) if as_json else report_text(report)
     typer.echo(process.mask(text))
 

@@ -334,8 +334,8 @@ def load_settings(path: Path | None) -> Settings:
 
 # --- `klink-sync config sample` --------------------------------------------------------------
 
-# Example YAML per option. Lines starting with '#' right before a key are settings left
-# commented out (no default, or they act: hooks, pings); '# ' lines are explanations.
+# Example YAML per option. Settings left commented out (no default, or they act: hooks,
+# pings) are '#key: value' and '#  nested: value' lines; '# text' lines are explanations.
 EXAMPLES: dict[str, str] = {
     "folder": "#folder: /opt/k-link",
     "compose_files": "#compose_files: [docker-compose.yml]",

@@ -1,0 +1,140 @@
+"""Around a backup run: hooks, the healthchecks-style ping, the metrics file.
+
+Order of one run:
+
+    ping URL/start, before hooks, the backup, after hooks, metrics, ping URL
+    on any failure: on_failure hooks, metrics, ping URL/fail
+
+A failing `before` hook ends the run before anything is stopped. A failing `after` hook
+fails the run (exit 1; the snapshot is kept). A failing `on_failure` hook is only logged.
+Pings and the metrics file never change the outcome: their problems are warnings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import metrics, process
+from .config import Command, Settings
+from .errors import KlinkSyncError
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT = 5.0  # seconds; a monitoring outage must never hold up a backup
+
+
+class HookFailed(KlinkSyncError):
+    """A before or after hook exited non-zero (or could not be run)."""
+
+    exit_code = 1
+
+
+def hook_argv(command: Command) -> tuple[str, ...]:
+    """An argv list runs as given; a string (shell: true) through /bin/sh -c."""
+    return ("/bin/sh", "-c", command) if isinstance(command, str) else tuple(command)
+
+
+def hook_env(values: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The hook's environment: ours plus the run's KLINK_SYNC_* variables."""
+    env = dict(os.environ if base is None else base)
+    env.update(values)
+    return env
+
+
+def run_hooks(event: str, commands: Sequence[Command], values: Mapping[str, str]) -> None:
+    """Run each command in order; the first failure raises HookFailed."""
+    env = hook_env(values)
+    for command in commands:
+        argv = hook_argv(command)
+        log.info("%s hook: %s", event, process.show(argv))
+        try:
+            result = process.run(argv, env=env)
+        except process.CommandFailed as exc:
+            raise HookFailed(f"{event} hook failed: {exc}") from None
+        for line in result.stdout.splitlines():
+            log.info("%s hook: %s", event, process.mask(line))
+
+
+def ping(url: str | None, suffix: str = "") -> None:
+    """GET url+suffix; problems are logged, never raised (5 s timeout)."""
+    if not url:
+        return
+    target = url.rstrip("/") + suffix
+    try:
+        with urllib.request.urlopen(target, timeout=PING_TIMEOUT) as answer:  # noqa: S310
+            answer.read(1024)
+        log.debug("pinged %s", target)
+    except Exception as exc:  # noqa: BLE001 (any failure of monitoring is only a warning)
+        log.warning("ping %s failed: %s", target, exc)
+
+
+@dataclass
+class Job:
+    """One hot-cold or cold run as monitoring sees it."""
+
+    settings: Settings
+    mode: str
+    began: float = field(default_factory=time.time)
+    dest: str = ""
+    folder: str = ""
+    report: object | None = None  # execute.Report once the backup is done
+
+    def start(self) -> None:
+        ping(self.settings.ping_url, "/start")
+
+    def before(self, dest: Path, folder: Path) -> None:
+        """Right before the backup (nothing stopped yet): a failure ends the run here."""
+        self.dest, self.folder = str(dest), str(folder)
+        run_hooks("before", self.settings.hooks.before, self.values("starting", None))
+
+    def succeeded(self, report) -> None:
+        """The backup made its snapshot: after hooks (may raise), metrics, ping."""
+        self.report = report
+        run_hooks("after", self.settings.hooks.after, self.values("ok", None))
+        self._metrics(True)
+        ping(self.settings.ping_url)
+
+    def failed(self, exc: BaseException) -> None:
+        """Any failure: on_failure hooks (only logged if they fail), metrics, ping /fail."""
+        try:
+            run_hooks("on_failure", self.settings.hooks.on_failure, self.values("failed", exc))
+        except HookFailed as hook_exc:
+            log.error("%s", hook_exc)
+        self._metrics(False)
+        ping(self.settings.ping_url, "/fail")
+
+    def values(self, status: str, exc: BaseException | None) -> dict[str, str]:
+        """KLINK_SYNC_* for the hooks; empty strings for what is not known (yet)."""
+        report = self.report
+        code = getattr(exc, "exit_code", 1) if exc is not None else 0
+        return {
+            "KLINK_SYNC_STATUS": status,
+            "KLINK_SYNC_MODE": self.mode,
+            "KLINK_SYNC_SNAPSHOT": str(report.snapshot or "") if report else "",
+            "KLINK_SYNC_DOWNTIME_SECONDS":
+                f"{report.downtime_seconds:.3f}" if report else "",
+            "KLINK_SYNC_EXIT_CODE": "" if status == "starting" else str(code),
+            "KLINK_SYNC_DEST": self.dest,
+            "KLINK_SYNC_FOLDER": self.folder,
+            "KLINK_SYNC_ERROR": process.mask(str(exc)) if exc is not None else "",
+        }  # fmt: skip
+
+    def _metrics(self, success: bool) -> None:
+        path = self.settings.metrics_file
+        if not path:
+            return
+        finished = time.time()
+        dest = self.dest or str(self.settings.dest or "")
+        count = metrics.count_snapshots(Path(dest)) if dest else None
+        if self.report is not None:
+            m = metrics.from_report(self.report, success, finished, finished - self.began, count)
+        else:
+            m = metrics.RunMetrics(success, finished, finished - self.began, dest,
+                                   snapshots=count)  # fmt: skip
+        metrics.write_or_warn(Path(path), m)
