@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ logging.getLogger("sh").setLevel(logging.CRITICAL)
 
 _secrets: set[str] = set()
 MASK = "*****"
+_CAUSE = re.compile(r"error|failed|denied|cannot|no such|not found|no space", re.IGNORECASE)
 
 
 class CommandFailed(KlinkSyncError):
@@ -40,8 +43,14 @@ class Result:
 
     @property
     def last_error_line(self) -> str:
-        lines = [line for line in self.stderr.splitlines() if line.strip()]
-        return mask(lines[-1].strip()) if lines else ""
+        """The line that names the cause: the first that reads like an error, else the last.
+
+        rsync, for one, ends with the consequence ("Broken pipe") after the cause
+        ("write failed ...: No space left on device").
+        """
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        causes = [line for line in lines if _CAUSE.search(line)]
+        return mask((causes or lines or [""])[0 if causes else -1])
 
 
 def add_secrets(values: Iterable[str]) -> None:
@@ -86,7 +95,7 @@ def run(
 
     running = command(
         *argv[1:],
-        _ok_code=list(range(256)),
+        _ok_code=list(range(-64, 256)),  # a signal's death is an exit code like any other
         _return_cmd=True,
         _tty_out=False,
         _cwd=os.fspath(cwd) if cwd is not None else None,
@@ -99,6 +108,8 @@ def run(
     log.debug("exit %d: %s", result.exit_code, argv[0])
     if result.exit_code not in ok_codes:
         detail = result.last_error_line or f"exit code {result.exit_code}"
+        if result.exit_code < 0:
+            detail = f"killed by {signal.Signals(-result.exit_code).name}"
         shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
         raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
     return result
