@@ -23,7 +23,7 @@ class UnitValueError(ValueError):
 
 def _escape(value: str) -> str:
     """% starts a specifier and $ a variable in unit files: doubled, they are literal."""
-    if any(c in value for c in "\"'\n\r") or not value.isprintable():
+    if any(c in value for c in "\"'\\") or not value.isprintable():
         raise UnitValueError(f"{value!r}: quotes, backslashes and control characters "
                              "cannot go into a systemd unit")  # fmt: skip
     return value.replace("%", "%%").replace("$", "$$")

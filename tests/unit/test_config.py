@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from klink_sync.classify import Override
-from klink_sync.config import OPTIONS, Settings, load_settings, parse_settings
+from klink_sync.config import (
+    OPTIONS,
+    Settings,
+    check_file,
+    check_settings,
+    load_settings,
+    parse_settings,
+    sample,
+)
 from klink_sync.errors import UsageError
 from klink_sync.models import VolumeClass
 
@@ -303,3 +311,63 @@ def test_non_utf8_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_source_is_the_file_path(tmp_path: Path) -> None:
     path = config(tmp_path, "dest: /b\n")
     assert load_settings(path).source == str(path)
+
+
+# --- service options, every problem at once, the sample --------------------------------------
+
+
+def test_service_options_from_a_file(tmp_path: Path) -> None:
+    path = config(tmp_path, """
+        require_mount: true
+        excludes:
+          ./storage/data: [cache/, "*.tmp"]
+          klink_index: [tmp/]
+        hooks:
+          before: [[mount, /mnt/backup]]
+        metrics_file: /var/lib/node-exporter/klink_sync.prom
+        ping_url: https://hc-ping.com/abc
+        log_level: debug
+    """)  # fmt: skip
+    settings = load_settings(path)
+    assert settings.require_mount is True
+    assert settings.excludes == {"./storage/data": ("cache/", "*.tmp"), "klink_index": ("tmp/",)}
+    assert settings.hooks.before == (("mount", "/mnt/backup"),)
+    assert settings.metrics_file == "/var/lib/node-exporter/klink_sync.prom"
+    assert settings.ping_url == "https://hc-ping.com/abc"
+    assert settings.log_level == "debug"
+
+
+def test_check_settings_collects_every_problem() -> None:
+    settings, problems = check_settings(
+        {"dest": 5, "nope": 1, "log_level": "loud", "excludes": {"": ["x"], "a": [""]}}, SRC)
+    assert settings is None
+    assert problems == [
+        f"{SRC}: dest: must be a string",
+        f"{SRC}: unknown key 'nope'",
+        f"{SRC}: excludes['']: must name a volume by its source (./storage/cache, /mnt/x or a "
+        "named volume)",
+        f"{SRC}: excludes['a'][0]: must be a non-empty pattern on one line",
+        f"{SRC}: log_level: must be debug, info or warning",
+    ]
+
+
+def test_a_run_names_the_first_problem_and_how_many_more() -> None:
+    assert error_of({"dest": 5, "nope": 1}) == (
+        f"{SRC}: dest: must be a string (and 1 more: klink-sync config check {SRC})")
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = config(tmp_path, "dest: /a\nstop_timeout: 5\ndest: /b\n")
+    with pytest.raises(UsageError) as info:
+        load_settings(path)
+    assert str(info.value) == f"{path}: dest: given twice (line 3); keep one"
+    assert check_file(path) == [f"{path}: dest: given twice (line 3); keep one"]
+
+
+def test_the_sample_is_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(sample())
+    assert check_file(path) == []
+    assert load_settings(path) == Settings(source=str(path))
+    for key in OPTIONS:
+        assert f"\n# {key}: {OPTIONS[key][2]}" in sample()
