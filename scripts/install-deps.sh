@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
-apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl)
+apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl systemd)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
