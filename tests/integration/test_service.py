@@ -518,3 +518,15 @@ def test_log_level_from_the_config_and_the_environment(folder, tmp_path, klink_e
     assert " DEBUG " in loud.stderr
     flag = run_cli("hot-cold", "--folder", folder, "--config", config, "-v", env=klink_env)
     assert " DEBUG " in flag.stderr
+
+
+def test_the_readme_config_examples_pass_config_check(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"readme-{i}.yml"
+        path.write_text(block)
+        assert run_cli("config", "check", path).stdout == f"{path}: ok\n"
