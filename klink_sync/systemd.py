@@ -52,6 +52,9 @@ def service_unit(
     Root is needed: the Docker socket, and copying files owned by containers' users with
     their numeric owners. Hardening keeps /usr, /boot, /etc and the home folders
     read-only; `writable` (the destination, the metrics file's folder) is let through.
+    Not set, on purpose: RestrictSUIDSGID (rsync could not copy a setgid folder),
+    PrivateDevices/PrivateNetwork/RestrictAddressFamilies (the Docker socket, pings),
+    ProtectSystem=strict (/run/lock and the destination's parents), PrivateUsers.
     """
     command = " ".join(_quote(a) for a in (exec_path, mode, "--config", config))
     lines = [
@@ -76,7 +79,6 @@ def service_unit(
         "ProtectKernelTunables=yes",
         "ProtectKernelModules=yes",
         "ProtectControlGroups=yes",
-        "RestrictSUIDSGID=yes",
         "RestrictRealtime=yes",
         "LockPersonality=yes",
     ]
