@@ -38,6 +38,7 @@ class PassResult:
     stats: rsync.RsyncStats
     refreshed: int = 0  # files copied again because their ctime moved
     warning: str = ""
+    round: int = 1  # hot passes repeat while they still move much
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,9 @@ def landing(unit: CopyUnit, source: Source) -> str:
     return unit.dest
 
 
-def copy_command(unit: CopyUnit, source: Source, staging: Path, latest: Path | None) -> tuple:
+def copy_command(
+    unit: CopyUnit, source: Source, staging: Path, latest: Path | None, itemize: bool = False
+) -> tuple:
     into = landing(unit, source)
     link_dest = None
     if latest is not None and (latest / into).is_dir():
@@ -115,6 +118,7 @@ def copy_command(unit: CopyUnit, source: Source, staging: Path, latest: Path | N
         link_dest=link_dest,
         excludes=unit.excludes,
         source_is_file=source.is_file,
+        itemize=itemize,
     )
 
 
@@ -144,24 +148,32 @@ class Run:
         self.warnings: list[str] = []
         self.phases: dict[str, float] = {}
         self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
+        self.hot_rounds = 3  # hot passes at most
+        self.hot_repeat_bytes = 16 * 2**20  # another hot round while the last moved this much
 
-    def _copy(self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None) -> None:
+    def _copy(
+        self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None, round: int = 1
+    ) -> tuple[set[str], rsync.RsyncStats]:
+        """One rsync of one unit; returns the files it wrote and its statistics."""
         target = self.dest.staging / landing(unit, source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        ok = (0, *rsync.HOT_WARNING_CODES) if phase is Phase.HOT else (0,)
+        hot = phase is Phase.HOT
+        ok = (0, *rsync.HOT_WARNING_CODES) if hot else (0,)
         began = time.monotonic()
-        result = process.run(copy_command(unit, source, self.dest.staging, latest), ok_codes=ok)
+        argv = copy_command(unit, source, self.dest.staging, latest, itemize=hot)
+        result = process.run(argv, ok_codes=ok)
         warning = rsync.HOT_WARNING_CODES.get(result.exit_code, "")
         if warning:
             self.warnings.append(f"hot pass {unit.dest}: {warning}")
         stats = rsync.parse_stats(result.stdout)
         self.passes.append(
             PassResult(phase, unit.dest, time.monotonic() - began, result.exit_code, stats,
-                       warning=warning)
+                       warning=warning, round=round)
         )  # fmt: skip
-        log.info("%s pass %s: %d files, %d bytes copied in %.1fs", phase.value, unit.dest,
-                 stats.regular_files_transferred, stats.transferred_size,
-                 time.monotonic() - began)  # fmt: skip
+        log.info("%s pass %s%s: %d files, %d bytes copied in %.1fs", phase.value, unit.dest,
+                 f" (round {round})" if round > 1 else "", stats.regular_files_transferred,
+                 stats.transferred_size, time.monotonic() - began)  # fmt: skip
+        return (rsync.parse_received(result.stdout) if hot else set()), stats
 
     def _refresh(self, unit: CopyUnit, source: Source, names: list[str]) -> None:
         """Copy again the files rsync's quick check would wrongly keep."""
@@ -196,7 +208,7 @@ class Run:
         self.previous = fileindex.load(index) if index else {}
         self.staging = destination.fresh_staging(self.dest)
         destination.check_free_space(self.dest.root, self._bytes_needed())
-        self.hot_scans: dict[str, fileindex.Scan] = {}
+        self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
 
@@ -230,10 +242,17 @@ class Run:
         if self.plan.mode is not Mode.HOT_COLD or not self.before:
             return  # a stopped stack is copied cold only
         began = time.monotonic()
-        for unit in self.plan.hot_units:
-            src = self.sources[unit.dest]
-            self.hot_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
-            self._copy(Phase.HOT, unit, src, self.latest_path)
+        for round in range(1, self.hot_rounds + 1):
+            moved = 0
+            for unit in self.plan.hot_units:
+                src = self.sources[unit.dest]
+                scan = fileindex.scan(src.path, unit.excludes)
+                copied, stats = self._copy(Phase.HOT, unit, src, self.latest_path, round)
+                reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
+                reference.record(scan, None if round == 1 else copied)
+                moved += stats.transferred_size
+            if moved < self.hot_repeat_bytes:
+                break  # little left for the cold pass: stop now
         self.phases[Phase.HOT.value] = time.monotonic() - began
 
     def cold_pass(self) -> None:
@@ -249,7 +268,7 @@ class Run:
                 now,
                 str(self.staging / into),
                 str(self.latest_path / into) if self.latest_path else None,
-                hot=self.hot_scans.get(unit.dest),
+                hot=self.hot_refs.get(unit.dest),
                 previous=prev if prev and prev.root == src.path else None,
             )
         for unit in self.plan.units:

@@ -15,7 +15,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,29 @@ class Scan:
         """True when the file is provably the one this walk recorded."""
         before = self.files.get(rel)
         return before == now and now[1] < self.started_ns - RACY_NS
+
+
+@dataclass
+class HotReference:
+    """For each file copied hot, its state in the walk just before its last copy.
+
+    The hot pass may run several rounds; a file copied again in a later round
+    takes that round's walk as its reference, one copied once keeps the first.
+    """
+
+    files: dict[str, FileState] = field(default_factory=dict)
+
+    def record(self, scan: Scan, copied: Iterable[str] | None = None) -> None:
+        """Take `scan` as the reference of the files just copied (None: all of them)."""
+        for rel in scan.files if copied is None else copied:
+            state = scan.files.get(rel)
+            if state is None or state[1] >= scan.started_ns - RACY_NS:
+                self.files.pop(rel, None)  # appeared or changed during the walk: never trusted
+            else:
+                self.files[rel] = state
+
+    def unchanged(self, rel: str, now: FileState) -> bool:
+        return self.files.get(rel) == now
 
 
 def _walk(root: str, rel: str, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_result]]:
@@ -81,7 +104,7 @@ def files_to_refresh(
     now: Scan,
     staged: str,
     latest: str | None,
-    hot: Scan | None = None,
+    hot: Scan | HotReference | None = None,
     previous: Scan | None = None,
 ) -> list[str]:
     """Files whose copy in `staged` may be stale although rsync's quick check will pass it.

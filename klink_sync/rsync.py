@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ def copy_argv(
     link_dest: str | None = None,
     excludes: Sequence[str] = (),
     source_is_file: bool = False,
+    itemize: bool = False,
 ) -> tuple[str, ...]:
     """One faithful copy of a volume (or the setup folder) into the staging tree.
 
@@ -48,6 +50,8 @@ def copy_argv(
     that are skipped; rsync's --delete leaves them alone on the receiver.
     """
     argv = list(BASE)
+    if itemize:
+        argv.append("--itemize-changes")
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
     argv += [f"--exclude=/{escape_pattern(e.strip('/'))}" for e in excludes]
@@ -67,6 +71,24 @@ def refresh_argv(source: str, dest: str, files_from: str) -> tuple[str, ...]:
         "--ignore-times", "--from0", f"--files-from={files_from}",
         dir_arg(source), dir_arg(dest),
     )  # fmt: skip
+
+
+_RECEIVED = re.compile(r"^>f\S{9} (.*)$")
+_OCTAL = re.compile(r"\\#([0-7]{3})")
+
+
+def parse_received(output: str) -> set[str]:
+    """Files an --itemize-changes run wrote (not those hard-linked via --link-dest).
+
+    rsync prints unprintable bytes of names as \\#ooo; they are turned back.
+    """
+    received = set()
+    for line in output.splitlines():
+        match = _RECEIVED.match(line)
+        if match:
+            raw = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), match.group(1))
+            received.add(os.fsdecode(raw.encode("utf-8", "surrogateescape")))
+    return received
 
 
 @dataclass(frozen=True)

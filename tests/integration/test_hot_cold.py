@@ -251,3 +251,50 @@ def test_dry_run_prints_commands_and_touches_nothing(folder, tmp_path, klink_env
     ).read_text()
     assert running(klink_env) == ALL
     assert ROOT_PASSWORD not in proc.stdout + proc.stderr
+
+
+REWRITE_AFTER_FIRST_ROUND = """#!/usr/bin/env bash
+# rsync, then once, after the first hot copy of the documents: rewrite a file
+# keeping its size and mtime (invisible to the next round's quick check).
+/usr/bin/rsync "$@"; code=$?
+for a in "$@"; do
+  if [ "$a" = "{data}/" ] && [ ! -e "{marker}" ] && [[ " $* " != *" --dry-run "* ]]; then
+    touch "{marker}"
+    {python} -c "import sys; sys.path.insert(0, '{root}');
+from pathlib import Path
+from tests.integration.test_hot_cold import _rewrite_keeping
+t = Path('{target}')
+Path('{expected}').write_bytes(_rewrite_keeping(t, t.stat().st_mtime_ns, True))"
+  fi
+done
+exit $code
+"""
+
+
+def test_hot_rounds_repeat_and_a_change_between_rounds_is_caught(folder, tmp_path, klink_env):
+    """Round 1 moves much, so a second round runs; a hidden change after round 1 is caught."""
+    import sys
+
+    (folder / "storage/data/big.bin").write_bytes(os.urandom(20 * 2**20))
+    time.sleep(0.3)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    target = folder / "storage/data/documents/030.bin"
+    wrapper = bindir / "rsync"
+    wrapper.write_text(REWRITE_AFTER_FIRST_ROUND.format(
+        data=folder / "storage/data", marker=tmp_path / "done", python=sys.executable,
+        root=Path(__file__).resolve().parents[2], target=target, expected=tmp_path / "expected",
+    ))  # fmt: skip
+    wrapper.chmod(0o755)
+    set_running(klink_env, ALL)
+    env = {**klink_env, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    dest = tmp_path / "backup"
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json", env=env)
+    report = json.loads(proc.stdout)
+    rounds = [p["round"] for p in report["passes"] if p["phase"] == "hot"]
+    assert max(rounds) == 2, rounds
+    assert (tmp_path / "expected").read_bytes() == target.read_bytes()
+    assert (latest(dest) / "folder/storage/data/documents/030.bin").read_bytes() == (
+        target.read_bytes()
+    )
+    assert tree(latest(dest) / "folder") == tree(folder)

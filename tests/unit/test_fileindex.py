@@ -14,6 +14,7 @@ import pytest
 
 from klink_sync.fileindex import (
     RACY_NS,
+    HotReference,
     Scan,
     files_to_refresh,
     load,
@@ -410,3 +411,39 @@ def test_write_null_list_empty(tmp_path: Path) -> None:
     path = tmp_path / "list"
     write_null_list(path, [])
     assert path.read_bytes() == b""
+
+
+# --- HotReference: several hot rounds ----------------------------------------------------
+
+def _scan(started_s: int, files: dict) -> Scan:
+    return Scan("/src", started_s * 1_000_000_000, files)
+
+
+def _st(ctime_s: int, size: int = 10) -> tuple[int, int, int, int]:
+    return (1, ctime_s * 1_000_000_000, ctime_s * 1_000_000_000, size)
+
+
+def test_hot_reference_keeps_the_first_walk_for_files_not_copied_again() -> None:
+    ref = HotReference()
+    ref.record(_scan(100, {"a": _st(10), "b": _st(20)}))
+    # between round 1 and 2, "a" changed invisibly; round 2 copied only "b"
+    ref.record(_scan(200, {"a": _st(150), "b": _st(20)}), copied={"b"})
+    assert not ref.unchanged("a", _st(150))  # its copy is from round 1: stale
+    assert ref.unchanged("b", _st(20))
+
+
+def test_hot_reference_takes_the_walk_before_the_last_copy() -> None:
+    ref = HotReference()
+    ref.record(_scan(100, {"a": _st(10)}))
+    ref.record(_scan(200, {"a": _st(150)}), copied={"a"})
+    assert ref.unchanged("a", _st(150))
+    assert not ref.unchanged("a", _st(10))
+
+
+def test_hot_reference_never_trusts_a_file_changing_during_its_walk() -> None:
+    ref = HotReference()
+    racy = (1, 100 * 1_000_000_000 - RACY_NS // 2, 0, 10)
+    ref.record(_scan(100, {"a": racy, "new": _st(10)}), copied=None)
+    ref.record(_scan(200, {"a": racy}), copied={"gone"})
+    assert not ref.unchanged("a", racy)
+    assert not ref.unchanged("gone", _st(10))

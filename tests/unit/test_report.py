@@ -241,7 +241,7 @@ def test_report_to_dict() -> None:
         "phase": "hot", "unit": "folder/storage/data", "seconds": 200.0, "exit_code": 24,
         "stats": {"files": 10, "regular_files_transferred": 0, "total_size": 0,
                   "transferred_size": 5 * GiB, "literal_bytes": 0, "deleted": 0},
-        "refreshed": 0, "warning": "some files vanished",
+        "refreshed": 0, "warning": "some files vanished", "round": 1,
     }  # fmt: skip
     assert data["passes"][4]["refreshed"] == 1
     as_json = json.loads(json.dumps(data))
