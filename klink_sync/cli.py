@@ -21,7 +21,7 @@ from .config import LOG_LEVELS, Settings, check_file, load_settings
 from .config import sample as config_sample_text
 from .destination import Destination
 from .errors import DestinationUnavailable, KlinkSyncError, UsageError
-from .execute import dry_run_commands, resolve_sources, run_backup
+from .execute import RunOptions, dry_run_commands, resolve_sources, run_backup
 from .hooks import Job
 from .plan import Mode, Plan, build_plan
 from .report import human_bytes, plan_dict, plan_text, report_text
@@ -144,6 +144,15 @@ def _job(mode: Mode, dest: Path | None, config: Path | None, verbose: int, quiet
     return job
 
 
+def _progress(verbose: int, quiet: bool):
+    """A live display on a terminal; plain log lines for the journal, cron or a pipe."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from .progress import TerminalProgress
+
+    return TerminalProgress.shared()
+
+
 def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) -> None:
     _setup_logging(verbose, quiet)
     job = None
@@ -157,8 +166,9 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
             typer.echo(process.mask(_dry_run_text(the_plan, Destination(dest_root), stack)))
             return
         job.before(dest_root, the_plan.folder)
-        report = run_backup(the_plan, dest_root, stack, settings.retention,
-                            settings.require_mount, settings.allow_unclean_stop)  # fmt: skip
+        options = RunOptions(settings.retention, settings.require_mount,
+                             settings.allow_unclean_stop, progress=_progress(verbose, quiet))
+        report = run_backup(the_plan, dest_root, stack, options)
         job.succeeded(report)
     except KlinkSyncError as exc:
         if job is not None:

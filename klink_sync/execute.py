@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,7 +106,12 @@ def landing(unit: CopyUnit, source: Source) -> str:
 
 
 def copy_command(
-    unit: CopyUnit, source: Source, staging: Path, latest: Path | None, itemize: bool = False
+    unit: CopyUnit,
+    source: Source,
+    staging: Path,
+    latest: Path | None,
+    itemize: bool = False,
+    progress: bool = False,
 ) -> tuple:
     into = landing(unit, source)
     link_dest = None
@@ -119,6 +124,7 @@ def copy_command(
         excludes=unit.excludes,
         source_is_file=source.is_file,
         itemize=itemize,
+        progress=progress,
     )
 
 
@@ -136,20 +142,34 @@ def dry_run_commands(plan: Plan, dest: Destination, stack: Stack, sources: Mappi
     yield Phase.START, stack.argv("start", "<services running before>")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, beyond the Plan: the config's safety and tuning knobs, and the UI."""
+
+    retention: Retention | None = None  # prune after a successful run
+    require_mount: bool = False
+    allow_unclean_stop: bool = False
+    hot_rounds: int = 3  # hot passes at most
+    hot_repeat_bytes: int = 16 * 2**20  # another hot round while the last moved this much
+    progress: Callable[[str, int, int, str], None] | None = None  # (what, bytes, %, rate)
+
+
 class Run:
     """One backup run: holds what the phases share and the results they add."""
 
     def __init__(
-        self, plan: Plan, dest: Destination, stack: Stack, allow_unclean_stop: bool = False
+        self, plan: Plan, dest: Destination, stack: Stack, options: RunOptions | None = None
     ):
         self.plan, self.dest, self.stack = plan, dest, stack
-        self.allow_unclean_stop = allow_unclean_stop
+        options = options or RunOptions()
+        self.allow_unclean_stop = options.allow_unclean_stop
+        self.progress = options.progress
+        self.hot_rounds = options.hot_rounds
+        self.hot_repeat_bytes = options.hot_repeat_bytes
         self.passes: list[PassResult] = []
         self.warnings: list[str] = []
         self.phases: dict[str, float] = {}
         self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
-        self.hot_rounds = 3  # hot passes at most
-        self.hot_repeat_bytes = 16 * 2**20  # another hot round while the last moved this much
 
     def _copy(
         self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None, round: int = 1
@@ -160,8 +180,16 @@ class Run:
         hot = phase is Phase.HOT
         ok = (0, *rsync.HOT_WARNING_CODES) if hot else (0,)
         began = time.monotonic()
-        argv = copy_command(unit, source, self.dest.staging, latest, itemize=hot)
-        result = process.run(argv, ok_codes=ok)
+        show = self.progress
+        argv = copy_command(unit, source, self.dest.staging, latest, itemize=hot,
+                            progress=show is not None)  # fmt: skip
+
+        def on_output(line: str) -> None:
+            update = rsync.parse_progress(line)
+            if update and show:
+                show(f"{phase.value} {unit.dest}" + (f" #{round}" if round > 1 else ""), *update)
+
+        result = process.run(argv, ok_codes=ok, on_output=on_output if show else None)
         warning = rsync.HOT_WARNING_CODES.get(result.exit_code, "")
         if warning:
             self.warnings.append(f"hot pass {unit.dest}: {warning}")
@@ -381,9 +409,7 @@ def run_backup(
     plan: Plan,
     dest_root: Path,
     stack: Stack,
-    retention: Retention | None = None,
-    require_mount: bool = False,
-    allow_unclean_stop: bool = False,
+    options: RunOptions | None = None,
 ) -> Report:
     """Lock the destination and run; failures leave every earlier snapshot untouched.
 
@@ -392,10 +418,12 @@ def run_backup(
     # every refusal before anything is created, stopped or locked
     sources = resolve_sources(plan)
     destination.check_apart(dest_root, [s.path for s in sources.values()])
-    dest = destination.prepare(dest_root, require_mount)
+    options = options or RunOptions()
+    dest = destination.prepare(dest_root, options.require_mount)
     try:
         with destination.deployment_locked(plan.folder), destination.locked(dest):
-            report = Run(plan, dest, stack, allow_unclean_stop).execute()
+            report = Run(plan, dest, stack, options).execute()
+            retention = options.retention
             if retention is not None and not retention.empty:
                 pruned = destination.prune(dest, retention, dry_run=False)
                 report = Report(**{**report.__dict__, "pruned": tuple(pruned["remove"])})

@@ -77,7 +77,7 @@ def run(
     ok_codes: Sequence[int] = (0,),
     cwd: str | os.PathLike | None = None,
     env: Mapping[str, str] | None = None,
-    on_stdout_line: Callable[[str], None] | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> Result:
     """Run argv (never through a shell); raise CommandFailed unless its exit code is ok."""
     argv = tuple(os.fsdecode(a) for a in argv)
@@ -86,12 +86,18 @@ def run(
         command = sh.Command(argv[0])
     except sh.CommandNotFound:
         raise CommandFailed(f"command not found: {argv[0]}") from None
-    out_lines: list[str] = []
+    out_chunks: list[str] = []
+    pending = [""]
 
-    def collect(line: str) -> None:
-        out_lines.append(line)
-        if on_stdout_line is not None:
-            on_stdout_line(line.rstrip("\n"))
+    def collect(chunk: str) -> None:
+        """Keep all output; hand each line (or \\r-ended progress update) to on_output."""
+        out_chunks.append(chunk)
+        if on_output is None:
+            return
+        *done, pending[0] = re.split(r"[\r\n]", pending[0] + chunk)
+        for segment in done:
+            if segment.strip():
+                on_output(segment)
 
     running = command(
         *argv[1:],
@@ -101,10 +107,11 @@ def run(
         _cwd=os.fspath(cwd) if cwd is not None else None,
         _env=dict(env) if env is not None else dict(os.environ),
         _out=collect,
+        _out_bufsize=0 if on_output else 1,
         _decode_errors="surrogateescape",
     )
     stderr = running.stderr.decode("utf-8", "surrogateescape")
-    result = Result(argv, running.exit_code, "".join(out_lines), stderr)
+    result = Result(argv, running.exit_code, "".join(out_chunks), stderr)
     log.debug("exit %d: %s", result.exit_code, argv[0])
     if result.exit_code not in ok_codes:
         detail = result.last_error_line or f"exit code {result.exit_code}"

@@ -43,6 +43,7 @@ def copy_argv(
     excludes: Sequence[str] = (),
     source_is_file: bool = False,
     itemize: bool = False,
+    progress: bool = False,
 ) -> tuple[str, ...]:
     """One faithful copy of a volume (or the setup folder) into the staging tree.
 
@@ -52,6 +53,8 @@ def copy_argv(
     argv = list(BASE)
     if itemize:
         argv.append("--itemize-changes")
+    if progress:
+        argv += ["--info=progress2", "--no-inc-recursive"]
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
     argv += [f"--exclude=/{escape_pattern(e.strip('/'))}" for e in excludes]
@@ -89,6 +92,17 @@ def parse_received(output: str) -> set[str]:
             raw = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), match.group(1))
             received.add(os.fsdecode(raw.encode("utf-8", "surrogateescape")))
     return received
+
+
+_PROGRESS = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+(\S+/s)")
+
+
+def parse_progress(line: str) -> tuple[int, int, str] | None:
+    """(bytes so far, percent, rate) from an --info=progress2 update, else None."""
+    match = _PROGRESS.match(line)
+    if not match:
+        return None
+    return int(match.group(1).replace(",", "")), int(match.group(2)), match.group(3)
 
 
 @dataclass(frozen=True)
