@@ -558,7 +558,9 @@ def config_sample() -> None:
 
 @config_app.command("check")
 def config_check(
-    file: Annotated[Path, typer.Argument(help="the config file to check")],
+    file: Annotated[Path, typer.Argument(envvar="KLINK_SYNC_CONFIG",
+                                         help="the config file to check")] = Path(
+        systemd.DEFAULT_CONFIG),
 ) -> None:  # fmt: skip
     """Report every problem of a config file (file, key, reason); exit 2 if there is any."""
     problems = check_file(file)

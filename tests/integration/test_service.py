@@ -530,3 +530,10 @@ def test_the_readme_config_examples_pass_config_check(tmp_path):
         path = tmp_path / f"readme-{i}.yml"
         path.write_text(block)
         assert run_cli("config", "check", path).stdout == f"{path}: ok\n"
+
+
+def test_config_check_takes_the_file_from_klink_sync_config(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_text("log_level: info\n")
+    proc = run_cli("config", "check", env={"KLINK_SYNC_CONFIG": str(path)})
+    assert proc.stdout == f"{path}: ok\n"
