@@ -104,7 +104,12 @@ def _read_plan(folder: Path | None, config: Path | None, mode: Mode) -> tuple[Se
         for o in settings.overrides
     )  # fmt: skip
     check_overrides(overrides, deployment.services, deployment.volumes, settings.source)
-    return settings, build_plan(deployment, overrides, mode, settings.stop_timeout)
+    try:
+        the_plan = build_plan(deployment, overrides, mode, settings.stop_timeout,
+                              settings.excludes)  # fmt: skip
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("config:", f"{settings.source}:", 1)) from None
+    return settings, the_plan
 
 
 def _dest(dest: Path | None, settings: Settings) -> Path:
@@ -137,8 +142,6 @@ def _job(mode: Mode, dest: Path | None, config: Path | None, verbose: int, quiet
         if level not in LOG_LEVELS:
             raise UsageError(f"KLINK_SYNC_LOG_LEVEL={level}: must be debug, info or warning")
         log.setLevel(level.upper())
-    if settings.excludes:
-        log.warning("%s: excludes: checked but not applied by this version", settings.source)
     job = Job(settings, mode.value, dest=str(dest or settings.dest or ""))
     job.start()
     return job

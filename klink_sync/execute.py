@@ -125,6 +125,7 @@ def copy_command(
         source_is_file=source.is_file,
         itemize=itemize,
         progress=progress,
+        patterns=unit.patterns,
     )
 
 
@@ -372,7 +373,7 @@ def build_manifest(
             "dest": unit.dest, "source": unit.source, "host_path": sources[unit.dest].path,
             "type": unit.type.value, "class": unit.cls.value, "reason": unit.reason,
             "excludes": list(unit.excludes), "is_file": sources[unit.dest].is_file,
-            "volume_names": list(unit.volume_names),
+            "volume_names": list(unit.volume_names), "patterns": list(unit.patterns),
             "files": stats.files, "bytes": stats.total_size,
             "bytes_transferred": moved.get(unit.dest, {}),
         })  # fmt: skip

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -31,6 +31,7 @@ class CopyUnit:
     reason: str
     excludes: tuple[str, ...] = ()  # paths below source owned by other units or skipped
     volume_names: tuple[str, ...] = ()  # named volumes: Docker names to try, in order
+    patterns: tuple[str, ...] = ()  # the config's excludes for this unit (rsync patterns)
 
     @property
     def hot(self) -> bool:
@@ -102,6 +103,7 @@ def build_plan(
     overrides: Sequence[Override] = (),
     mode: Mode = Mode.HOT_COLD,
     stop_timeout: int = 120,
+    excludes: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     if not deployment.volumes:
         raise UsageError(
@@ -160,6 +162,7 @@ def build_plan(
             }
         )  # fmt: skip
         with_excludes.append(CopyUnit(**{**unit.__dict__, "excludes": tuple(inner)}))
+    with_excludes = _with_patterns(with_excludes, excludes or {}, folder)
     return Plan(
         mode=mode,
         folder=deployment.folder,
@@ -169,3 +172,19 @@ def build_plan(
         units=tuple(with_excludes),
         stop_timeout=stop_timeout,
     )
+
+
+def _with_patterns(
+    units: Sequence[CopyUnit], excludes: Mapping[str, Sequence[str]], folder: str
+) -> list[CopyUnit]:
+    """Attach the config's exclude patterns, keyed by a volume's source as the compose
+    file names it (./storage/data, /mnt/x, a named volume) or `.` for the setup folder."""
+    by_source = {u.source: u for u in units}
+    patterns: dict[str, tuple[str, ...]] = {}
+    for key, pats in excludes.items():
+        source = os.path.normpath(os.path.join(folder, key)) if not key.startswith("/") and (
+            key.startswith(".") or key not in by_source) else key.rstrip("/") or "/"
+        if source not in by_source:
+            raise UsageError(f"config: excludes[{key!r}]: no volume with that source is copied")
+        patterns[source] = tuple(pats)
+    return [replace(u, patterns=patterns.get(u.source, ())) for u in units]

@@ -33,6 +33,7 @@ class Move:
     excludes: tuple[str, ...] = ()
     is_file: bool = False
     volume_names: tuple[str, ...] = ()  # named volume: Docker names, to create if missing
+    patterns: tuple[str, ...] = ()  # excluded from the backup: left alone in the target
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,14 @@ def plan_moves(
             moves.append(Move(dest, str(inside / name), str(target.parent), (), True))
         else:
             moves.append(Move(dest, str(snapshot / dest), str(target), tuple(unit["excludes"]),
-                              False, tuple(unit.get("volume_names", ()))))  # fmt: skip
+                              False, tuple(unit.get("volume_names", ())),
+                              tuple(unit.get("patterns", ()))))  # fmt: skip
     return tuple(moves)
 
 
 def restore_argv(move: Move, target: str) -> tuple[str, ...]:
     return rsync.copy_argv(move.source, target, excludes=move.excludes,
-                           source_is_file=move.is_file)  # fmt: skip
+                           source_is_file=move.is_file, patterns=move.patterns)  # fmt: skip
 
 
 def _volume_path(move: Move, project: str, key: str) -> str:

@@ -44,6 +44,7 @@ def copy_argv(
     source_is_file: bool = False,
     itemize: bool = False,
     progress: bool = False,
+    patterns: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """One faithful copy of a volume (or the setup folder) into the staging tree.
 
@@ -58,6 +59,7 @@ def copy_argv(
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
     argv += [f"--exclude=/{escape_pattern(e.strip('/'))}" for e in excludes]
+    argv += [f"--exclude={p}" for p in patterns]  # the admin's own rsync patterns
     argv += [source if source_is_file else dir_arg(source), dir_arg(dest)]
     return tuple(argv)
 

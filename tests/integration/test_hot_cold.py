@@ -298,3 +298,28 @@ def test_hot_rounds_repeat_and_a_change_between_rounds_is_caught(folder, tmp_pat
         target.read_bytes()
     )
     assert tree(latest(dest) / "folder") == tree(folder)
+
+
+def test_config_excludes_leave_paths_out_and_restore_leaves_them_alone(
+    folder, tmp_path, klink_env
+):
+    cache = folder / "storage/data/cache"
+    cache.mkdir()
+    (cache / "thumb.jpg").write_bytes(b"regenerated at will")
+    (folder / "storage/data/documents/upload.tmp").write_bytes(b"half uploaded")
+    config = tmp_path / "config.yml"
+    config.write_text("excludes:\n  ./storage/data:\n    - /cache/\n    - '*.tmp'\n")
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, "--config", config, env=klink_env)
+    snap = latest(dest) / "folder/storage/data"
+    assert not (snap / "cache").exists() and not (snap / "documents/upload.tmp").exists()
+    assert (snap / "documents/001.bin").read_bytes() == (
+        folder / "storage/data/documents/001.bin"
+    ).read_bytes()
+    run_cli("restore", "--dest", dest, "--folder", folder, "--no-safety-snapshot", env=klink_env)
+    assert (cache / "thumb.jpg").exists()
+    assert (folder / "storage/data/documents/upload.tmp").exists()
+    config.write_text("excludes:\n  ./storage/nothing-here:\n    - x\n")
+    bad = run_cli("plan", "--folder", folder, "--config", config, env=klink_env, check=2)
+    assert f"{config}: excludes['./storage/nothing-here']" in bad.stderr
