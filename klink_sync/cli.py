@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, destination, process, systemd
+from . import __version__, destination, process, remote, systemd
 from .classify import check_overrides
 from .compose import load_deployment
 from .config import LOG_LEVELS, Settings, check_file, load_settings
@@ -24,6 +24,7 @@ from .errors import DestinationUnavailable, KlinkSyncError, UsageError
 from .execute import RunOptions, dry_run_commands, resolve_sources, run_backup
 from .hooks import Job
 from .plan import Mode, Plan, build_plan
+from .remote import RemoteDestination
 from .report import human_bytes, plan_dict, plan_text, report_text
 from .stack import Stack, detect_compose_command
 from .verify import Verdict, VerifyInterrupted, verify_snapshot
@@ -119,6 +120,14 @@ def _dest(dest: Path | None, settings: Settings) -> Path:
     return chosen.absolute()
 
 
+def _remote(dest: Path | None, settings: Settings) -> RemoteDestination | None:
+    """A destination written [user@]host:/path is on another host, reached over ssh."""
+    text = str(dest) if dest is not None else settings.dest
+    if not remote.is_remote(text):
+        return None
+    return RemoteDestination.from_settings(str(text), settings.ssh_options)
+
+
 @app.command()
 def plan(
     folder: FolderOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
@@ -162,16 +171,20 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
     try:
         job = None if dry_run else _job(mode, dest, config, verbose, quiet)
         settings, the_plan = _read_plan(folder, config, mode)
-        dest_root = _dest(dest, settings)
+        far = _remote(dest, settings)
+        dest_root = far.root if far else _dest(dest, settings)
         compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
         stack = Stack(detect_compose_command(compose), the_plan.folder, the_plan.compose_files)
         if dry_run:
-            typer.echo(process.mask(_dry_run_text(the_plan, Destination(dest_root), stack)))
+            typer.echo(process.mask(_dry_run_text(the_plan, far or Destination(dest_root), stack)))
             return
         job.before(dest_root, the_plan.folder)
         options = RunOptions(settings.retention, settings.require_mount,
                              settings.allow_unclean_stop, progress=_progress(verbose, quiet))
-        report = run_backup(the_plan, dest_root, stack, options)
+        if far is not None:
+            report = remote.run_backup(the_plan, far, stack, options)
+        else:
+            report = run_backup(the_plan, dest_root, stack, options)
         job.succeeded(report)
     except KlinkSyncError as exc:
         if job is not None:
@@ -185,12 +198,17 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
     typer.echo(process.mask(text))
 
 
-def _dry_run_text(the_plan: Plan, dest: Destination, stack: Stack) -> str:
-    destination.check_usable(dest.root)
+def _dry_run_text(the_plan: Plan, dest: Destination | RemoteDestination, stack: Stack) -> str:
+    commands = dry_run_commands
+    if isinstance(dest, RemoteDestination):
+        dest.check_usable()
+        commands = remote.dry_run_commands
+    else:
+        destination.check_usable(dest.root)
     sources = resolve_sources(the_plan)
     lines = [plan_text(the_plan), "", "commands (dry run, nothing is touched):"]
     lines += [f"  [{phase.value}] {process.show(argv)}"
-              for phase, argv in dry_run_commands(the_plan, dest, stack, sources)]  # fmt: skip
+              for phase, argv in commands(the_plan, dest, stack, sources)]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -221,10 +239,14 @@ def cold(
 def snapshots(dest: DestOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the snapshots: time, result, downtime, size, bytes new since the one before."""
     try:
-        root = _dest(dest, load_settings(config))
+        settings = load_settings(config)
+        root = _dest(dest, settings)
+        far = _remote(dest, settings)
+        rows = far.describe_snapshots() if far else None
     except KlinkSyncError as exc:
         raise _fail(exc) from None
-    rows = destination.describe_snapshots(Destination(root))
+    if rows is None:
+        rows = destination.describe_snapshots(Destination(root))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -269,19 +291,23 @@ def prune(
         if rules.empty:
             raise UsageError("no retention rules: give --keep-last, --keep-daily, --keep-weekly "
                              "or --keep-monthly, or retention: in the config")  # fmt: skip
-        if not root.is_dir() or not Destination(root).snapshots_dir.is_dir():
-            raise DestinationUnavailable(f"{root}: no snapshots folder: nothing to prune")
-        if not (root / destination.MARKER).exists():
-            raise UsageError(f"{root}: no {destination.MARKER} marker: refusing to prune")
-        the_dest = Destination(root)
-        if dry_run:
-            result = destination.prune(the_dest, rules, dry_run=True)
+        far = _remote(dest, settings)
+        if far is not None:
+            result = far.prune_command(rules, dry_run)
         else:
-            try:
-                with destination.locked(the_dest):  # never while a backup runs
-                    result = destination.prune(the_dest, rules, dry_run=False)
-            except OSError as exc:
-                raise DestinationUnavailable(f"{root}: {exc.strerror}") from None
+            if not root.is_dir() or not Destination(root).snapshots_dir.is_dir():
+                raise DestinationUnavailable(f"{root}: no snapshots folder: nothing to prune")
+            if not (root / destination.MARKER).exists():
+                raise UsageError(f"{root}: no {destination.MARKER} marker: refusing to prune")
+            the_dest = Destination(root)
+            if dry_run:
+                result = destination.prune(the_dest, rules, dry_run=True)
+            else:
+                try:
+                    with destination.locked(the_dest):  # never while a backup runs
+                        result = destination.prune(the_dest, rules, dry_run=False)
+                except OSError as exc:
+                    raise DestinationUnavailable(f"{root}: {exc.strerror}") from None
     except KlinkSyncError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -345,12 +371,17 @@ def verify_command(
     """Re-read a snapshot against its SHA256SUMS: missing, changed, extra files (exit 1 if any)."""
     _setup_logging(verbose, quiet)
     try:
-        root = _dest(dest, load_settings(config))
+        settings = load_settings(config)
+        root = _dest(dest, settings)
+        far = _remote(dest, settings)
+        if far is not None and database:
+            raise UsageError(f"{far.root}: --database needs the snapshot on this host (Docker "
+                             "runs the database here): verify it on the backup host")  # fmt: skip
         if all_snapshots and snapshot:
             raise UsageError("give a snapshot name or --all, not both")
         if not 0 < sample <= 100:
             raise UsageError(f"--sample {sample:g}: give a percentage above 0, at most 100")
-        the_dest = Destination(root)
+        the_dest = far or Destination(root)
         if all_snapshots:
             targets = the_dest.snapshots()
             if not targets:
@@ -362,7 +393,8 @@ def verify_command(
     rows, failed = [], []
     for snap in targets:
         try:
-            verdict = verify_snapshot(the_dest, snap, sample, database)
+            check = remote.verify_snapshot if far else verify_snapshot
+            verdict = check(the_dest, snap, sample, database)
         except KlinkSyncError as exc:
             if not all_snapshots or isinstance(exc, VerifyInterrupted):
                 raise _fail(exc) from None
@@ -401,22 +433,29 @@ def restore(
     _setup_logging(verbose, quiet)
     try:
         settings = load_settings(config)
-        the_dest = Destination(_dest(dest, settings))
-        if not the_dest.root.is_dir():
+        far = _remote(dest, settings)
+        the_dest = far or Destination(_dest(dest, settings))
+        if far is not None:
+            far.check_existing()
+        elif not the_dest.root.is_dir():
             raise UsageError(f"{the_dest.root}: no such destination")
         snap = the_dest.find(snapshot)
         if not snap.complete:
             raise UsageError(f"snapshot {snap.name} is incomplete (no manifest.json): refusing")
-        quick_verify(snap)
+        if far is not None:
+            remote.quick_verify(far, snap)
+        else:
+            quick_verify(snap)
         target = folder or (Path(settings.folder) if settings.folder else None)
         target = (target or Path(snap.manifest()["folder"])).absolute()
         compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
-        job = Restore(the_dest, snap, target, detect_compose_command(compose), parse_maps(maps),
-                      safety=not no_safety, start=start, stop_timeout=settings.stop_timeout)
+        kind = remote.RemoteRestore if far else Restore
+        job = kind(the_dest, snap, target, detect_compose_command(compose), parse_maps(maps),
+                   safety=not no_safety, start=start, stop_timeout=settings.stop_timeout)
         if dry_run:
             typer.echo(process.mask("\n".join(job.dry_run_lines())))
             return
-        report = run_restore(job)
+        report = remote.run_restore(job) if far else run_restore(job)
     except KlinkSyncError as exc:
         raise _fail(exc) from None
     if as_json:

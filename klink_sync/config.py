@@ -35,7 +35,8 @@ OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "folder": (str, None, "setup folder holding the compose file (default: searched)"),
     "compose_files": (list, [], "compose files relative to the folder (default: found)"),
     "compose_command": (str, None, "'docker compose' or 'docker-compose' (default: detected)"),
-    "dest": (str, None, "backup destination folder"),
+    "dest": (str, None, "backup destination folder, or [user@]host:/path over ssh"),
+    "ssh_options": (list, (), "ssh options for a remote dest (KLINK_SYNC_SSH wins)"),
     "stop_timeout": (int, 120, "seconds the stack gets to stop cleanly before Compose kills it"),
     "start_timeout": (int, 300, "seconds to wait for services to run (and be healthy) again"),
     "volumes": (list, [], "class overrides: [{service, target, source, class, reason}]"),
@@ -58,6 +59,7 @@ class Settings:
     compose_files: tuple[str, ...] = ()
     compose_command: str | None = None
     dest: str | None = None
+    ssh_options: tuple[str, ...] = ()
     stop_timeout: int = 120
     start_timeout: int = 300
     overrides: tuple[Override, ...] = field(default=())
@@ -198,6 +200,19 @@ def _hooks(problems: _Problems, entry: Mapping) -> Hooks:
     return Hooks(**events)
 
 
+def _ssh_options(problems: _Problems, options: list) -> tuple[str, ...]:
+    """ssh's own arguments, one per item ([-p, 2222, -i, /root/.ssh/key])."""
+    good = []
+    for i, option in enumerate(options):
+        if isinstance(option, bool) or not isinstance(option, (str, int)):
+            problems.add(f"ssh_options[{i}]", "must be a string")
+        elif not str(option) or any(c in str(option) for c in "\n\0"):
+            problems.add(f"ssh_options[{i}]", "must be a non-empty string on one line")
+        else:
+            good.append(str(option))
+    return tuple(good)
+
+
 def _path_like(problems: _Problems, key: str, value: str) -> None:
     if not value.strip():
         problems.add(key, "must not be empty")
@@ -242,6 +257,8 @@ def check_settings(data: object, source: str) -> tuple[Settings | None, list[str
         values["excludes"] = _excludes(problems, values["excludes"])
     if "hooks" in values:
         values["hooks"] = _hooks(problems, values["hooks"])
+    if "ssh_options" in values:
+        values["ssh_options"] = _ssh_options(problems, values["ssh_options"])
     metrics = values.get("metrics_file")
     if metrics is not None and not metrics.startswith("/"):
         problems.add("metrics_file", "must be an absolute path")
@@ -340,7 +357,8 @@ EXAMPLES: dict[str, str] = {
     "folder": "#folder: /opt/k-link",
     "compose_files": "#compose_files: [docker-compose.yml]",
     "compose_command": "#compose_command: docker compose",
-    "dest": "#dest: /mnt/backup/k-link",
+    "dest": "# over ssh: dest: backup@nas.example:/srv/backup/k-link\n#dest: /mnt/backup/k-link",
+    "ssh_options": "#ssh_options: [-p, 2222, -i, /root/.ssh/klink-sync]",
     "volumes": """\
 # last match wins; service, target (container path) and source (host path, ./ for the
 # folder, or a named volume) must all match
@@ -395,7 +413,7 @@ def sample() -> str:
     lines = [
         "# klink-sync configuration: every option, with its default.",
         "# Precedence: command-line flags > environment (KLINK_SYNC_FOLDER, KLINK_SYNC_DEST,",
-        "# KLINK_SYNC_COMPOSE, KLINK_SYNC_LOG_LEVEL) > this file > defaults.",
+        "# KLINK_SYNC_COMPOSE, KLINK_SYNC_LOG_LEVEL, KLINK_SYNC_SSH) > this file > defaults.",
         "# Lines '#key: value' are examples: remove the '#' to use them.",
         "# Check a file with: klink-sync config check FILE",
     ]

@@ -172,18 +172,61 @@ class Run:
         self.phases: dict[str, float] = {}
         self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
 
+    # --- The destination's side of a run, for a local folder. remote.RemoteRun (ssh) overrides
+    # --- these seven methods (and extends hot_pass with one walk of its staging folder).
+
+    def _check_apart(self) -> None:
+        destination.check_apart(self.dest.root, [s.path for s in self.sources.values()])
+
+    def _open_destination(self) -> None:
+        """latest, the previous run's index, a fresh staging folder, room for the copies."""
+        latest = self.dest.latest()
+        self.latest_path = latest.path if latest else None
+        index = self.latest_path / destination.INDEX if self.latest_path else None
+        self.previous = fileindex.load(index) if index else {}
+        self.staging = destination.fresh_staging(self.dest)
+        destination.check_free_space(self.dest.root, self._bytes_needed())
+
+    def _copy_argv(
+        self, unit: CopyUnit, source: Source, latest: Path | None, itemize: bool = False,
+        progress: bool = False,
+    ) -> tuple:  # fmt: skip
+        (self.dest.staging / landing(unit, source)).parent.mkdir(parents=True, exist_ok=True)
+        return copy_command(unit, source, self.dest.staging, latest, itemize=itemize,
+                            progress=progress)  # fmt: skip
+
+    def _refresh_copy(self, root: str, into: str, names: list[str]) -> process.Result:
+        """Copy `names` (relative to root) again into staging/into, whatever their mtime."""
+        listing = self.dest.root / ".refresh-list"
+        fileindex.write_null_list(listing, names)
+        result = process.run(rsync.refresh_argv(root, str(self.dest.staging / into), str(listing)))
+        listing.unlink()
+        return result
+
+    def _stat_copy(self, path: str) -> os.stat_result | None:
+        """A regular file in staging or latest, as the ctime check needs it."""
+        return fileindex.lstat_file(path)
+
+    def _complete(self, manifest: dict, when: float, suffix: str, move_latest: bool):
+        """Index, manifest (last), promotion: staging becomes a snapshot."""
+        fileindex.save(self.staging / destination.INDEX, self.cold_scans)
+        destination.write_json_atomic(self.staging / destination.MANIFEST, manifest)
+        return destination.promote(self.dest, when, suffix, move_latest)
+
+    def _write_sums(self, name: str) -> checksums.ChecksumResult:
+        return checksums.write_sums(self.dest.snapshots_dir / name, self.latest_path)
+
+    # --- the run itself
+
     def _copy(
         self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None, round: int = 1
     ) -> tuple[set[str], rsync.RsyncStats]:
         """One rsync of one unit; returns the files it wrote and its statistics."""
-        target = self.dest.staging / landing(unit, source)
-        target.parent.mkdir(parents=True, exist_ok=True)
         hot = phase is Phase.HOT
         ok = (0, *rsync.HOT_WARNING_CODES) if hot else (0,)
         began = time.monotonic()
         show = self.progress
-        argv = copy_command(unit, source, self.dest.staging, latest, itemize=hot,
-                            progress=show is not None)  # fmt: skip
+        argv = self._copy_argv(unit, source, latest, itemize=hot, progress=show is not None)
 
         def on_output(line: str) -> None:
             update = rsync.parse_progress(line)
@@ -208,13 +251,9 @@ class Run:
         """Copy again the files rsync's quick check would wrongly keep."""
         if not names:
             return
-        listing = self.dest.root / ".refresh-list"
-        fileindex.write_null_list(listing, names)
         root = os.path.dirname(source.path) if source.is_file else source.path
         began = time.monotonic()
-        into = str(self.dest.staging / landing(unit, source))
-        result = process.run(rsync.refresh_argv(root, into, str(listing)))
-        listing.unlink()
+        result = self._refresh_copy(root, landing(unit, source), names)
         self.passes.append(
             PassResult(Phase.COLD, unit.dest + " (ctime refresh)", time.monotonic() - began,
                        result.exit_code, rsync.parse_stats(result.stdout), refreshed=len(names))
@@ -226,17 +265,12 @@ class Run:
         """Preflight, before anything is stopped: every check that can fail does so here."""
         began = time.monotonic()
         self.sources = resolve_sources(self.plan)
-        destination.check_apart(self.dest.root, [s.path for s in self.sources.values()])
+        self._check_apart()
         self.stack.check()
         process.run(("rsync", "--version"))
         self.before = self.stack.running_services()
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
-        latest = self.dest.latest()
-        self.latest_path = latest.path if latest else None
-        index = self.latest_path / destination.INDEX if self.latest_path else None
-        self.previous = fileindex.load(index) if index else {}
-        self.staging = destination.fresh_staging(self.dest)
-        destination.check_free_space(self.dest.root, self._bytes_needed())
+        self._open_destination()
         self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
@@ -246,8 +280,7 @@ class Run:
         total = 0
         for unit in self.plan.units:
             source = self.sources[unit.dest]
-            (self.staging / landing(unit, source)).parent.mkdir(parents=True, exist_ok=True)
-            argv = copy_command(unit, source, self.staging, self.latest_path)
+            argv = self._copy_argv(unit, source, self.latest_path)
             ok = (0, *rsync.HOT_WARNING_CODES)  # the stack still runs: files come and go
             result = process.run((argv[0], "--dry-run", *argv[1:]), ok_codes=ok)
             total += rsync.parse_stats(result.stdout).transferred_size
@@ -299,6 +332,7 @@ class Run:
                 str(self.latest_path / into) if self.latest_path else None,
                 hot=self.hot_refs.get(unit.dest),
                 previous=prev if prev and prev.root == src.path else None,
+                lstat=self._stat_copy,
             )
         for unit in self.plan.units:
             self._copy(Phase.COLD, unit, self.sources[unit.dest], self.latest_path)
@@ -313,16 +347,14 @@ class Run:
         downtime = times["start_end"] - times["stop_begin"]
         began = time.monotonic()
         after = self.stack.running_services()
-        fileindex.save(self.staging / destination.INDEX, self.cold_scans)
         report = Report(self.plan.mode, "ok", str(self.dest.root), None, downtime, self.phases,
                         self.before, after, tuple(self.passes), tuple(self.warnings))  # fmt: skip
         manifest = build_manifest(self.plan, report, self.sources, times)
         manifest["kind"] = kind
         manifest["unsafe"] = self.unsafe
-        destination.write_json_atomic(self.staging / destination.MANIFEST, manifest)
         is_backup = kind == "backup"
         suffix = "" if is_backup else f"-{kind}"
-        snapshot = destination.promote(self.dest, times["stop_begin"], suffix, is_backup)
+        snapshot = self._complete(manifest, times["stop_begin"], suffix, is_backup)
         self.phases[Phase.FINISH.value] = time.monotonic() - began
         order = [p.value for p in Phase]
         self.phases = dict(sorted(self.phases.items(), key=lambda kv: order.index(kv[0])))
@@ -342,9 +374,8 @@ class Run:
 
         A failure here leaves a complete snapshot without checksums: a warning, not a failed run.
         """
-        snapshot = self.dest.snapshots_dir / str(report.snapshot)
         try:
-            result = checksums.write_sums(snapshot, self.latest_path)
+            result = self._write_sums(str(report.snapshot))
         except (OSError, KlinkSyncError) as exc:
             warning = f"{checksums.SUMS} not written: {exc}"
             log.warning("%s", warning)

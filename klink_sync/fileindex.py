@@ -15,7 +15,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +92,8 @@ def scan(root: str, excludes: Sequence[str] = ()) -> Scan:
     return Scan(root, started, {rel: state_of(st) for rel, st in _walk(root, "", skip)})
 
 
-def _lstat(path: str) -> os.stat_result | None:
+def lstat_file(path: str) -> os.stat_result | None:
+    """lstat of a regular file; None if it is missing or something else."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -106,6 +107,7 @@ def files_to_refresh(
     latest: str | None,
     hot: Scan | HotReference | None = None,
     previous: Scan | None = None,
+    lstat: Callable[[str], os.stat_result | None] | None = None,
 ) -> list[str]:
     """Files whose copy in `staged` may be stale although rsync's quick check will pass it.
 
@@ -113,15 +115,18 @@ def files_to_refresh(
     (trusted if unchanged since the `hot` walk) or a hard link to `latest`
     (trusted if unchanged since the `previous` run's walk). Files that rsync
     will copy anyway (missing, other size or mtime second) are left to it.
+    `lstat` (path -> stat of a regular file, or None) looks at the copies; default: this
+    host's (a remote destination passes what one walk of its staging and latest found).
     """
+    lstat = lstat or lstat_file
     stale = []
     for rel, state in now.files.items():
         since_hot = hot is not None and hot.unchanged(rel, state)
         since_previous = previous is not None and previous.unchanged(rel, state)
         if since_hot and since_previous:
             continue
-        copy = _lstat(os.path.join(staged, rel))
-        old = _lstat(os.path.join(latest, rel)) if latest else None
+        copy = lstat(os.path.join(staged, rel))
+        old = lstat(os.path.join(latest, rel)) if latest else None
         linked = copy is None or (old is not None and copy.st_ino == old.st_ino)
         basis = old if copy is None else copy
         if basis is None or basis.st_size != state[3]:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import metrics, process
+from . import metrics, process, remote
 from .config import Command, Settings
 from .errors import KlinkSyncError
 
@@ -131,7 +131,10 @@ class Job:
             return
         finished = time.time()
         dest = self.dest or str(self.settings.dest or "")
-        count = metrics.count_snapshots(Path(dest)) if dest else None
+        if remote.is_remote(dest):
+            count = remote.count_snapshots(dest, self.settings.ssh_options)
+        else:
+            count = metrics.count_snapshots(Path(dest)) if dest else None
         if self.report is not None:
             m = metrics.from_report(self.report, success, finished, finished - self.began, count)
         else:

@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -78,8 +80,12 @@ def run(
     cwd: str | os.PathLike | None = None,
     env: Mapping[str, str] | None = None,
     on_output: Callable[[str], None] | None = None,
+    input: bytes | None = None,
 ) -> Result:
-    """Run argv (never through a shell); raise CommandFailed unless its exit code is ok."""
+    """Run argv (never through a shell); raise CommandFailed unless its exit code is ok.
+
+    `input` is written to the command's standard input (else it reads end of file).
+    """
     argv = tuple(os.fsdecode(a) for a in argv)
     log.debug("run: %s", show(argv))
     try:
@@ -109,6 +115,7 @@ def run(
         _out=collect,
         _out_bufsize=0 if on_output else 1,
         _decode_errors="surrogateescape",
+        **({"_in": input} if input is not None else {}),
     )
     stderr = running.stderr.decode("utf-8", "surrogateescape")
     result = Result(argv, running.exit_code, "".join(out_chunks), stderr)
@@ -120,3 +127,49 @@ def run(
         shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
         raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
     return result
+
+
+class Session:
+    """A command kept running in the background while its standard input stays open.
+
+    For a remote lock: `ssh HOST flock ... cat` holds the lock until `close()` (or
+    until this process dies: the pipe closes with it). Its own session, so a Ctrl-C
+    at the terminal does not end it before the run has put the stack back.
+    """
+
+    def __init__(self, argv: Sequence[str]):
+        self.argv = tuple(os.fsdecode(a) for a in argv)
+        log.debug("start: %s", show(self.argv))
+        self._err = tempfile.TemporaryFile()  # never a full pipe that would stall it
+        try:
+            self._proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            self._err.close()
+            raise CommandFailed(f"cannot run {self.argv[0]}: {exc.strerror}") from None
+
+    def first_line(self) -> str:
+        """The first line the command prints ('' if it ends first)."""
+        assert self._proc.stdout is not None
+        return self._proc.stdout.readline().decode("utf-8", "surrogateescape").rstrip("\n")
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def close(self, timeout: float = 30) -> Result:
+        """End of input: the command ends; its exit code and the rest of its output."""
+        proc = self._proc
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        self._err.seek(0)
+        err = self._err.read()
+        self._err.close()
+        log.debug("exit %d: %s", proc.returncode, self.argv[0])
+        text = ((b or b"").decode("utf-8", "surrogateescape") for b in (out, err))
+        return Result(self.argv, proc.returncode, *text)

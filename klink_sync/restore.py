@@ -141,6 +141,8 @@ def _rewrite_paths(folder: Path, files: Sequence[Path], maps: Sequence[tuple[str
 
 
 class Restore:
+    run_class: type[Run] = Run  # takes the safety snapshot (remote.RemoteRestore: over ssh)
+
     def __init__(
         self,
         dest: Destination,
@@ -157,6 +159,9 @@ class Restore:
         self.stop_timeout = stop_timeout
         self.manifest = snapshot.manifest()
         self.moves = plan_moves(self.manifest, snapshot.path, folder, maps)
+
+    def _restore_argv(self, move: Move, target: str) -> tuple[str, ...]:
+        return restore_argv(move, target)
 
     def current_stack(self) -> Stack | None:
         """The deployment now in the target folder, if it has a compose file."""
@@ -178,7 +183,7 @@ class Restore:
             lines.append(f"[stop] nothing: no compose file in {self.folder} yet")
         for move in self.moves:
             target = move.target if not move.target.startswith("<") else "<docker volume>"
-            lines.append(f"[restore] {process.show(restore_argv(move, target))}")
+            lines.append(f"[restore] {process.show(self._restore_argv(move, target))}")
         lines.append(f"[start] {'up -d the services running before' if stack else ''}"
                      f"{' (or all, --start)' if self.start else ''}")  # fmt: skip
         return lines
@@ -194,7 +199,7 @@ class Restore:
                 key = next(u["source"] for u in self.manifest["units"] if u["dest"] == move.unit)
                 target = _volume_path(move, project, key)
             Path(target).mkdir(parents=True, exist_ok=True)
-            result = process.run(restore_argv(move, target))
+            result = process.run(self._restore_argv(move, target))
             stats = rsync.parse_stats(result.stdout)
             moved += stats.total_size
             log.info("restored %s -> %s (%d files)", move.unit, target, stats.files)
@@ -208,7 +213,7 @@ class Restore:
             deployment = load_deployment(self.folder, (), os.environ)
             process.add_secrets(deployment.secrets)
             plan = build_plan(deployment, mode=Mode.COLD, stop_timeout=self.stop_timeout)
-            safety_run = Run(plan, self.dest, stack)
+            safety_run = self.run_class(plan, self.dest, stack)
             safety_run.prepare()
         safety_report: Report | None = None
         rewritten: list[str] = []

@@ -105,7 +105,8 @@ def timer_unit(on_calendar: str = DEFAULT_CALENDAR, delay: str = DEFAULT_DELAY) 
 
 def writable_paths(dest: str | None, metrics_file: str | None) -> list[str]:
     """What the service must write: the destination and the metrics file's folder."""
-    paths = [os.path.abspath(dest)] if dest else []
+    far = bool(dest) and ":" in dest.split("/", 1)[0]  # [user@]host:/path: on another host
+    paths = [os.path.abspath(dest)] if dest and not far else []
     if metrics_file:
         paths.append(os.path.dirname(os.path.abspath(metrics_file)))
     return paths

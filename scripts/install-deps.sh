@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl systemd)
+apt_packages+=(openssh-server openssh-client)  # tests/sshd.py: a throwaway sshd for remote dests
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

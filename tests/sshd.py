@@ -1,0 +1,115 @@
+"""A throwaway OpenSSH server on 127.0.0.1, for remote destinations (`user@host:/path`).
+
+Its own host key, authorized key, config and pid file in a temporary folder; root may
+log in with the throwaway key only. `import` the `sshd` fixture into a test module.
+No skips: a missing sshd fails (scripts/install-deps.sh installs openssh-server).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass(frozen=True)
+class Sshd:
+    port: int
+    key: Path
+    user: str
+
+    @property
+    def options(self) -> list[str]:
+        """ssh options for klink-sync's ssh_options / KLINK_SYNC_SSH."""
+        return ["-p", str(self.port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]  # fmt: skip
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"KLINK_SYNC_SSH": shlex.join(self.options)}
+
+    def dest(self, path: Path | str) -> str:
+        return f"{self.user}@127.0.0.1:{path}"
+
+    def ssh(self, *command: str) -> subprocess.CompletedProcess:
+        """Run a command on the server, as klink-sync would reach it."""
+        return subprocess.run(["ssh", *self.options, f"{self.user}@127.0.0.1", "--",
+                               shlex.join(command)], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"sshd exited ({proc.returncode}): {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"sshd did not listen on 127.0.0.1:{port} within {timeout}s: {log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory) -> Sshd:
+    if not os.path.exists(SSHD):
+        pytest.fail(f"{SSHD} is missing: run scripts/install-deps.sh (openssh-server)")
+    base = tmp_path_factory.mktemp("sshd")
+    os.chmod(base, 0o700)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "host_key")],
+                   check=True)  # fmt: skip
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "client_key")],
+                   check=True)  # fmt: skip
+    (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
+    port = _free_port()
+    config = base / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {base / 'host_key'}",
+        f"AuthorizedKeysFile {base / 'authorized_keys'}",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "StrictModes no",
+        "UsePAM no",
+        f"PidFile {base / 'sshd.pid'}",
+        "MaxStartups 100:30:200",  # the tests open many short sessions at once
+        "MaxSessions 50",
+        "",
+    ]))  # fmt: skip
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+    log = base / "sshd.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=out, stderr=out)
+    try:
+        _wait_for_port(port, proc, log)
+        server = Sshd(port, base / "client_key", getpass.getuser())
+        answer = server.ssh("true")
+        assert answer.returncode == 0, f"cannot log in: {answer.stderr}\n{log.read_text()}"
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
