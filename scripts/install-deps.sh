@@ -7,7 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
-apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl systemd)
+apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl systemd
+              rsnapshot restic time)  # the last three: make bench (peers, GNU time)
 apt_packages+=(openssh-server openssh-client)  # tests/sshd.py: a throwaway sshd for remote dests
 missing=()
 for p in "${apt_packages[@]}"; do
