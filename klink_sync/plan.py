@@ -54,9 +54,16 @@ class Plan:
     units: tuple[CopyUnit, ...]
     stop_timeout: int
 
+    seed_cold: bool = True  # the hot pass also seeds cold units; the cold pass corrects them
+
     @property
     def hot_units(self) -> tuple[CopyUnit, ...]:
         return tuple(u for u in self.units if u.hot)
+
+    @property
+    def hot_pass_units(self) -> tuple[CopyUnit, ...]:
+        """What the hot pass copies: hot units, and cold ones as a seed."""
+        return self.units if self.seed_cold else self.hot_units
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -64,7 +71,11 @@ class Plan:
         steps = [Step(Phase.PREFLIGHT, "check destination, sources, rsync and compose; "
                       "note which services run")]  # fmt: skip
         if hot:
-            steps.append(Step(Phase.HOT, f"copy while the stack runs: {', '.join(hot)}"))
+            text = f"copy while the stack runs: {', '.join(hot)}"
+            seeds = [u.dest for u in self.hot_pass_units if not u.hot]
+            if seeds:
+                text += f"; seed (the cold pass corrects them): {', '.join(seeds)}"
+            steps.append(Step(Phase.HOT, text + "; again while a round moves 16 MiB or more"))
         steps += [
             Step(Phase.STOP, f"stop every service of project '{self.project_name}' "
                  f"(timeout {self.stop_timeout}s)"),

@@ -115,8 +115,18 @@ def run(
         _out=collect,
         _out_bufsize=0 if on_output else 1,
         _decode_errors="surrogateescape",
+        _bg=True,
+        _bg_exc=False,
         **({"_in": input} if input is not None else {}),
     )
+    _live[id(running)] = running
+    try:
+        running.wait()
+    except BaseException:  # a signal: the command's work is abandoned with the run
+        _kill(running)
+        raise
+    finally:
+        _live.pop(id(running), None)
     stderr = running.stderr.decode("utf-8", "surrogateescape")
     result = Result(argv, running.exit_code, "".join(out_chunks), stderr)
     log.debug("exit %d: %s", result.exit_code, argv[0])
@@ -127,6 +137,39 @@ def run(
         shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
         raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
     return result
+
+
+_live: dict[int, object] = {}  # commands under way, so that run_many can end them
+
+
+def _kill(running: object) -> None:
+    try:
+        running.kill()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 (it may have ended on its own meanwhile)
+        pass
+
+
+def run_many(jobs: Sequence[Callable[[], Result]]) -> list[Result]:
+    """Run jobs (each a call of `run`) side by side; on failure or signal end them all."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    if len(jobs) <= 1:
+        return [job() for job in jobs]
+    pool = ThreadPoolExecutor(max_workers=len(jobs))
+    futures = [pool.submit(job) for job in jobs]
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f.exception() for f in done if f.exception() is not None]
+        if failed:
+            raise failed[0]
+        return [f.result() for f in futures]
+    except BaseException:
+        for running in list(_live.values()):
+            _kill(running)
+        pool.shutdown(wait=True, cancel_futures=True)  # no job outlives the failure
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Session:

@@ -85,7 +85,7 @@ def test_hot_cold_copies_everything_and_restarts(folder, tmp_path, klink_env):
     moved = {u["dest"]: u["bytes_transferred"] for u in manifest["units"]}
     assert moved["folder/storage/data"]["hot"] > 500_000
     assert moved["folder/storage/data"]["cold"] == 0
-    assert "hot" not in moved["folder/storage/database"]
+    assert moved["folder/storage/database"] == {"hot": 400_000, "cold": 0}  # seeded hot
     # compose was called: stop the whole project, then start exactly those services
     calls = Path(klink_env["FAKE_COMPOSE_LOG"]).read_text().splitlines()
     assert any(c.endswith("stop -t 120") for c in calls)
