@@ -34,8 +34,9 @@ def _state(dest: Path) -> tuple[list[str], str]:
 
 
 def _faulty_run(folder: Path, dest: Path, compose_cmd: str, fault: str, check: int,
-                compose_wrapper: bool = False):  # fmt: skip
+                compose_wrapper: bool = False, source: str = ""):  # fmt: skip
     env = {
+        "FAULT_SOURCE": source or f"{folder}/",
         "PATH": f"{FAULTS}:{os.environ['PATH']}",
         "FAULT": fault, "FAULT_FOLDER": str(folder), "FAULT_DEST": str(dest),
         "FAULT_COMPOSE": compose_cmd,
@@ -75,7 +76,9 @@ def test_destination_fills_up_during_the_cold_pass(sample_stack, compose_cmd, tm
         run_cli("hot-cold", "--folder", sample_stack, "--dest", root,
                 env={"KLINK_SYNC_COMPOSE": compose_cmd})  # fmt: skip
         before = _state(root)
-        proc = _faulty_run(sample_stack, root, compose_cmd, "fill", check=1)
+        # the database's cold copy: it always has changed bytes to write
+        proc = _faulty_run(sample_stack, root, compose_cmd, "fill", check=1,
+                           source=f"{sample_stack}/storage/database/")  # fmt: skip
         assert "No space left on device" in proc.stderr, proc.stderr
         (root / "filler").unlink()
         _unharmed(root, before, sample_stack, compose_cmd)
