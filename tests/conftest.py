@@ -30,6 +30,11 @@ def run_cli(
     return proc
 
 
+def error_line(stderr: str) -> str:
+    """The one-line error message (log lines of copies still ending may follow it)."""
+    return next(line for line in stderr.splitlines() if line.startswith("klink-sync: error:"))
+
+
 def tree(root: Path) -> dict[str, tuple]:
     """Everything rsync -aHAX must keep: type, mode, owner, size, content, link target, xattrs."""
     result = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import error_line, run_cli
 from tests.e2e.conftest import SERVICES, compose, running_services, wait_for_rows
 
 FAULTS = Path(__file__).resolve().parent / "faults"
@@ -62,7 +62,7 @@ def _unharmed(dest: Path, before: tuple, folder: Path, compose_cmd: str) -> None
 def test_cold_pass_faults(sample_stack, compose_cmd, dest, fault, message):
     before = _state(dest)
     proc = _faulty_run(sample_stack, dest, compose_cmd, fault, check=1)
-    assert message in proc.stderr.splitlines()[-1], proc.stderr
+    assert message in error_line(proc.stderr), proc.stderr
     assert "starting again: database, engine, kbox" in proc.stderr
     _unharmed(dest, before, sample_stack, compose_cmd)
 
@@ -90,7 +90,7 @@ def test_compose_stop_fails_for_one_service(sample_stack, compose_cmd, dest):
     before = _state(dest)
     proc = _faulty_run(sample_stack, dest, compose_cmd, "stop-fails", check=1,
                        compose_wrapper=True)  # fmt: skip
-    last = proc.stderr.splitlines()[-1]
+    last = error_line(proc.stderr)
     assert "stop" in last and "cannot stop container: kbox" in last, proc.stderr
     _unharmed(dest, before, sample_stack, compose_cmd)
 
@@ -101,7 +101,7 @@ def test_restart_fails_exit_70_names_the_services_and_the_command(
     before = _state(dest)
     proc = _faulty_run(sample_stack, dest, compose_cmd, "start-fails", check=70,
                        compose_wrapper=True)  # fmt: skip
-    last = proc.stderr.splitlines()[-1]
+    last = error_line(proc.stderr)
     assert "services still down: database, engine, kbox" in last
     assert f"cd {sample_stack} &&" in last and "start database engine kbox" in last
     assert running_services(sample_stack, compose_cmd) == []
@@ -124,7 +124,7 @@ def test_a_killed_database_fails_the_run_unless_allowed(fresh_stack, tmp_path):
     env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd}
     proc = run_cli("hot-cold", "--folder", stack.folder, "--dest", dest, "--config", config,
                    env=env, check=1)  # fmt: skip
-    last = proc.stderr.splitlines()[-1]
+    last = error_line(proc.stderr)
     assert "database did not stop cleanly" in last and "snapshot not promoted" in last
     assert not list((dest / "snapshots").iterdir())
     assert stack.running() == SERVICES

@@ -81,7 +81,7 @@ def test_hot_cold_while_writing_then_incremental(sample_stack: Path, compose_cmd
     fresh = [r for r, st in files2.items() if r not in files1 or files1[r].st_ino != st.st_ino]
     kept = [r for r in files1.keys() & files2.keys() if r.startswith("folder/storage/data/")
             and (snap1 / r).read_bytes() == (snap2 / r).read_bytes()]  # fmt: skip
-    assert len(kept) >= result["rows"] - 10  # the writer rewrites about one document a second
+    assert len(kept) >= result["rows"] - 40  # the writer rewrites about one a second
     assert sorted(r for r in kept if r not in linked) == []
     fresh_bytes = sum(files2[r].st_size for r in fresh if r.startswith("folder/"))
     moved = report2["bytes_moved"]["hot"] + report2["bytes_moved"]["cold"]

@@ -59,7 +59,7 @@ def test_hot_cold_to_a_remote_destination_while_writing_then_restore(
     files1, files2 = _files(snap1), _files(snap2)
     linked = [r for r, st in files2.items() if r in files1 and files1[r].st_ino == st.st_ino]
     documents = [r for r in linked if r.startswith("folder/storage/data/")]
-    assert len(documents) >= first["rows"] - 10  # the writer rewrites about one a second
+    assert len(documents) >= first["rows"] - 40  # the writer rewrites about one a second
     assert report2["checksums"]["reused"] >= len(documents)
     second = checker.check_snapshot(snap2 / "folder")
     _good(second)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, error_line, run_cli
 from tests.integration.test_hot_cold import ALL, latest, make_deployment, running, set_running
 
 FAULTS = ROOT / "tests" / "e2e" / "faults"
@@ -29,7 +29,7 @@ def test_signal_during_the_cold_pass_restarts_and_promotes_nothing(
     first = latest(dest)
     proc = run_cli("hot-cold", "--folder", folder, "--dest", dest,
                    env=_fault_env(klink_env, folder, fault), check=1)  # fmt: skip
-    assert f"interrupted by {name}" in proc.stderr.splitlines()[-1]
+    assert f"interrupted by {name}" in error_line(proc.stderr)
     assert running(klink_env) == ALL
     assert latest(dest) == first and len(list((dest / "snapshots").iterdir())) == 1
 
@@ -55,7 +55,7 @@ def test_a_second_signal_does_not_abort_the_restart(tmp_path, klink_env):
     }  # fmt: skip
     proc = run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup", env=env,
                    check=1)  # fmt: skip
-    assert "interrupted by SIGTERM" in proc.stderr.splitlines()[-1]
+    assert "interrupted by SIGTERM" in error_line(proc.stderr)
     assert running(klink_env) == ALL  # the restart finished despite two more signals
 
 
@@ -65,7 +65,7 @@ def test_restart_failure_exits_70_naming_services_and_command(tmp_path, klink_en
     env = {**klink_env, "FAKE_COMPOSE_FAIL": "start"}
     proc = run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup", env=env,
                    check=70)  # fmt: skip
-    last = proc.stderr.splitlines()[-1]
+    last = error_line(proc.stderr)
     assert "services still down: database, engine, kbox" in last
     assert "start them now with: cd " in last and "start database engine kbox" in last
     assert not list((tmp_path / "backup" / "snapshots").iterdir())
