@@ -21,6 +21,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,31 +158,39 @@ def _previous_sums(previous: Path | None) -> dict[bytes, str]:
 def compute(
     snapshot: Path, previous: Path | None = None
 ) -> tuple[dict[bytes, str], ChecksumResult]:
-    """Checksums of every covered file; reused where the previous snapshot has the same inode."""
+    """Checksums of every covered file; reused where the previous snapshot has the same inode.
+
+    The files left to read are hashed by a few threads (hashlib lets go of the GIL).
+    """
     began = time.monotonic()
     known = _previous_sums(previous)
     prev_root = os.fsencode(previous) if previous is not None else b""
     root = os.fsencode(snapshot)
-    by_inode: dict[tuple[int, int], str] = {}  # hard links within this snapshot: read once
-    entries: dict[bytes, str] = {}
-    hashed_files = hashed_bytes = reused = 0
+    digests: dict[tuple[int, int], str] = {}  # by inode: hard links are read once
+    names: dict[bytes, tuple[int, int]] = {}
+    to_read: dict[tuple[int, int], bytes] = {}
+    reused = 0
     for name, st in walk(snapshot):
-        inode = (st.st_dev, st.st_ino)
-        digest = by_inode.get(inode)
-        if digest is None and name in known:
+        inode = names[name] = (st.st_dev, st.st_ino)
+        if inode in digests or inode in to_read:
+            continue
+        if name in known:
             try:
                 prev = os.lstat(os.path.join(prev_root, name))
             except OSError:
                 prev = None
             if prev is not None and (prev.st_dev, prev.st_ino) == inode:
-                digest = known[name]
+                digests[inode] = known[name]
                 reused += 1
-        if digest is None:
-            digest, size = sha256_file(os.path.join(root, name))
-            hashed_files += 1
-            hashed_bytes += size
-        by_inode[inode] = entries[name] = digest
-    result = ChecksumResult(len(entries), hashed_files, hashed_bytes, reused,
+                continue
+        to_read[inode] = name
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        paths = [os.path.join(root, name) for name in to_read.values()]
+        read = list(pool.map(sha256_file, paths))
+    for inode, (digest, _) in zip(to_read, read, strict=True):
+        digests[inode] = digest
+    entries = {name: digests[inode] for name, inode in names.items()}
+    result = ChecksumResult(len(entries), len(read), sum(size for _, size in read), reused,
                             time.monotonic() - began)  # fmt: skip
     return entries, result
 

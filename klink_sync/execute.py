@@ -175,7 +175,7 @@ class Run:
         self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
 
     # --- The destination's side of a run, for a local folder. remote.RemoteRun (ssh) overrides
-    # --- these seven methods (and extends hot_pass with one walk of its staging folder).
+    # --- these methods and _drop_copies (and extends hot_pass with one walk of its staging).
 
     def _check_apart(self) -> None:
         destination.check_apart(self.dest.root, [s.path for s in self.sources.values()])
@@ -221,8 +221,9 @@ class Run:
     # --- the run itself
 
     def _copy(
-        self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None, round: int = 1
-    ) -> tuple[set[str], rsync.RsyncStats]:
+        self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None, round: int = 1,
+        refreshed: int = 0,
+    ) -> tuple[set[str], rsync.RsyncStats]:  # fmt: skip
         """One rsync of one unit; returns the files it wrote and its statistics."""
         hot = phase is Phase.HOT
         ok = (0, *rsync.HOT_WARNING_CODES) if hot else (0,)
@@ -242,7 +243,7 @@ class Run:
         stats = rsync.parse_stats(result.stdout)
         self.passes.append(
             PassResult(phase, unit.dest, time.monotonic() - began, result.exit_code, stats,
-                       warning=warning, round=round)
+                       refreshed=refreshed, warning=warning, round=round)
         )  # fmt: skip
         log.info("%s pass %s%s: %d files, %d bytes copied in %.1fs", phase.value, unit.dest,
                  f" (round {round})" if round > 1 else "", stats.regular_files_transferred,
@@ -272,20 +273,26 @@ class Run:
         process.run(("rsync", "--version"))
         self.before = self.stack.running_services()
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
+        # One walk of every source: the free-space estimate, and the first hot round's reference.
+        self.first_scans = {u.dest: self._scan(u) for u in self.plan.units}
         self._open_destination()
         self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
 
+    def _scan(self, unit: CopyUnit) -> fileindex.Scan:
+        return fileindex.scan(self.sources[unit.dest].path, unit.excludes)
+
     def _bytes_needed(self) -> int:
-        """What the copies would write, asked of rsync itself (--dry-run), plus a margin."""
+        """What the copies would write: every file that is new, or has another size or
+        mtime, since the last run's walk (the rest are hard links), plus a margin."""
         total = 0
         for unit in self.plan.units:
-            source = self.sources[unit.dest]
-            argv = self._copy_argv(unit, source, self.latest_path)
-            ok = (0, *rsync.HOT_WARNING_CODES)  # the stack still runs: files come and go
-            result = process.run((argv[0], "--dry-run", *argv[1:]), ok_codes=ok)
-            total += rsync.parse_stats(result.stdout).transferred_size
+            scan = self.first_scans[unit.dest]
+            prev = self.previous.get(unit.dest)
+            known = prev.files if prev is not None and prev.root == scan.root else {}
+            total += sum(state[3] for rel, state in scan.files.items()
+                         if known.get(rel, (0, 0, -1, -1))[2:] != state[2:])  # fmt: skip
         return int(total * 1.05) + 16 * 2**20
 
     def check_clean_stop(self) -> None:
@@ -313,42 +320,72 @@ class Run:
             moved = 0
             for unit in units:
                 src = self.sources[unit.dest]
-                scan = fileindex.scan(src.path, unit.excludes)
+                scan = self.first_scans[unit.dest] if round == 1 else self._scan(unit)
                 copied, stats = self._copy(Phase.HOT, unit, src, self.latest_path, round)
                 reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
                 reference.record(scan, None if round == 1 else copied)
-                moved += stats.transferred_size
+                if unit.hot:  # a running database rewrites its files all the time: not counted
+                    moved += stats.transferred_size
             if moved < self.hot_repeat_bytes:
                 break  # little left for the cold pass: stop now
+        self._write_back()
         self.phases[Phase.HOT.value] = time.monotonic() - began
 
-    def cold_pass(self) -> None:
-        """With the stack stopped: copy everything, strict, then what rsync cannot see."""
+    def _write_back(self) -> None:
+        """Flush what the hot pass wrote now: the database's fsyncs at its stop would
+        otherwise wait behind gigabytes of it, inside the downtime."""
         began = time.monotonic()
-        stale: dict[str, list[str]] = {}
-        for unit in self.plan.units:
-            src = self.sources[unit.dest]
-            now = self.cold_scans[unit.dest] = fileindex.scan(src.path, unit.excludes)
-            prev = self.previous.get(unit.dest)
-            into = landing(unit, src)
-            stale[unit.dest] = fileindex.files_to_refresh(
-                now,
-                str(self.staging / into),
-                str(self.latest_path / into) if self.latest_path else None,
-                hot=self.hot_refs.get(unit.dest),
-                previous=prev if prev and prev.root == src.path else None,
-                lstat=self._stat_copy,
-            )
-        # Side by side: the downtime is the slowest unit's, not the sum. A unit the hot
-        # pass filled needs no --link-dest (3x slower over many hard-linked files).
-        process.run_many([
-            functools.partial(self._copy, Phase.COLD, unit, self.sources[unit.dest],
-                              None if unit.dest in self.hot_refs else self.latest_path)
-            for unit in self.plan.units
-        ])  # fmt: skip
-        for unit in self.plan.units:
-            self._refresh(unit, self.sources[unit.dest], stale[unit.dest])
+        os.sync()
+        log.info("hot pass written back to disk in %.1fs", time.monotonic() - began)
+
+    def cold_pass(self, check_stop: bool = False) -> None:
+        """With the stack stopped: copy everything, strict, then what rsync cannot see.
+
+        Side by side, one job per unit: the downtime is the slowest unit's, not the sum.
+        `check_stop` runs check_clean_stop beside them (its failure ends the copies).
+        """
+        began = time.monotonic()
+        jobs: list = [functools.partial(self._cold_unit, unit) for unit in self.plan.units]
+        if check_stop:
+            jobs.append(self.check_clean_stop)
+        process.run_many(jobs)
         self.phases[Phase.COLD.value] = time.monotonic() - began
+
+    def _cold_unit(self, unit: CopyUnit) -> None:
+        """Walk (stack stopped), copy strictly, then copy again what rsync cannot see."""
+        src = self.sources[unit.dest]
+        now = self.cold_scans[unit.dest] = self._scan(unit)
+        prev = self.previous.get(unit.dest)
+        into = landing(unit, src)
+        stale = fileindex.files_to_refresh(
+            now,
+            str(self.staging / into),
+            str(self.latest_path / into) if self.latest_path else None,
+            hot=self.hot_refs.get(unit.dest),
+            previous=prev if prev and prev.root == src.path else None,
+            lstat=self._stat_copy,
+        )
+        filled_hot = unit.dest in self.hot_refs
+        dropped = 0
+        if filled_hot and stale and self._drop_copies(into, stale):
+            # the strict copy below has no --link-dest: it copies the dropped files whole,
+            # with no second rsync inside the downtime
+            dropped, stale = len(stale), []
+        # A unit the hot pass filled needs no --link-dest (3x slower over many hard links).
+        self._copy(Phase.COLD, unit, src, None if filled_hot else self.latest_path,
+                   refreshed=dropped)  # fmt: skip
+        self._refresh(unit, src, stale)
+
+    def _drop_copies(self, into: str, names: list[str]) -> bool:
+        """Remove staged copies that may be stale (a hard link's other names keep their data)."""
+        for rel in names:
+            try:
+                os.unlink(self.staging / into / rel)
+            except FileNotFoundError:
+                pass
+        log.info("cold pass %s: %d files changed without rsync seeing it, copied again",
+                 into, len(names))  # fmt: skip
+        return True
 
     def finish(self, times: Mapping[str, float], kind: str = "backup") -> Report:
         """With the stack up again: index, manifest (last), promotion."""
@@ -375,8 +412,7 @@ class Run:
         self.prepare()
         self.hot_pass()
         with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as window:
-            self.check_clean_stop()
-            self.cold_pass()
+            self.cold_pass(check_stop=True)
         return self.with_checksums(self.finish(window.times))
 
     def with_checksums(self, report: Report) -> Report:

@@ -12,8 +12,10 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sh
 
@@ -87,6 +89,8 @@ def run(
     `input` is written to the command's standard input (else it reads end of file).
     """
     argv = tuple(os.fsdecode(a) for a in argv)
+    if _abandon.is_set():
+        raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
     log.debug("run: %s", show(argv))
     try:
         command = sh.Command(argv[0])
@@ -117,7 +121,7 @@ def run(
         _decode_errors="surrogateescape",
         _bg=True,
         _bg_exc=False,
-        **({"_in": input} if input is not None else {}),
+        _in=input if input is not None else b"",  # else sh feeds a queue, polled every 0.1 s
     )
     _live[id(running)] = running
     try:
@@ -140,6 +144,8 @@ def run(
 
 
 _live: dict[int, object] = {}  # commands under way, so that run_many can end them
+_abandon = threading.Event()  # run_many is ending its jobs: start nothing new
+T = TypeVar("T")
 
 
 def _kill(running: object) -> None:
@@ -149,8 +155,8 @@ def _kill(running: object) -> None:
         pass
 
 
-def run_many(jobs: Sequence[Callable[[], Result]]) -> list[Result]:
-    """Run jobs (each a call of `run`) side by side; on failure or signal end them all."""
+def run_many(jobs: Sequence[Callable[[], T]]) -> list[T]:
+    """Run jobs (each calling `run`) side by side; on failure or signal end them all."""
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     if len(jobs) <= 1:
@@ -164,12 +170,14 @@ def run_many(jobs: Sequence[Callable[[], Result]]) -> list[Result]:
             raise failed[0]
         return [f.result() for f in futures]
     except BaseException:
+        _abandon.set()  # a job still walking its files starts no command after this
         for running in list(_live.values()):
             _kill(running)
         pool.shutdown(wait=True, cancel_futures=True)  # no job outlives the failure
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        _abandon.clear()
 
 
 class Session:

@@ -76,12 +76,13 @@ class Stack:
         """Services not running, or with a healthcheck that does not yet say healthy."""
         running = set(self.running_services())
         waiting = [s for s in services if s not in running]
-        for service in (s for s in services if s in running):
-            ids = self._run("ps", "-q", service).stdout.split()
-            for cid in ids:
-                fmt = "{{if .State.Health}}{{.State.Health.Status}}{{end}}"
-                status = process.run(("docker", "inspect", "--format", fmt, cid)).stdout.strip()
-                if status and status != "healthy":
+        ids = self._run("ps", "-q").stdout.split() if not waiting else []
+        if ids:  # one inspect for every container: each compose call costs ~0.1 s
+            fmt = ('{{index .Config.Labels "com.docker.compose.service"}} '
+                   "{{if .State.Health}}{{.State.Health.Status}}{{end}}")  # fmt: skip
+            out = process.run(("docker", "inspect", "--format", fmt, *ids)).stdout
+            for service, _, status in (line.partition(" ") for line in out.splitlines()):
+                if service in services and status.strip() not in ("", "healthy"):
                     waiting.append(service)
         return waiting
 
@@ -103,7 +104,7 @@ class Stack:
             waiting = self.unhealthy(services)
             if not waiting or time.monotonic() > deadline:
                 return waiting
-            time.sleep(0.5)
+            time.sleep(0.1)
 
     def start_command(self, services: Sequence[str], recreate: bool = False) -> str:
         verb = ("up", "-d") if recreate else ("start",)
