@@ -113,6 +113,7 @@ def copy_command(
     latest: Path | None,
     itemize: bool = False,
     progress: bool = False,
+    xattrs: bool = True,
 ) -> tuple:
     into = landing(unit, source)
     link_dest = None
@@ -127,6 +128,7 @@ def copy_command(
         itemize=itemize,
         progress=progress,
         patterns=unit.patterns,
+        xattrs=xattrs,
     )
 
 
@@ -191,19 +193,23 @@ class Run:
 
     def _copy_argv(
         self, unit: CopyUnit, source: Source, latest: Path | None, itemize: bool = False,
-        progress: bool = False,
+        progress: bool = False, xattrs: bool = True,
     ) -> tuple:  # fmt: skip
         (self.dest.staging / landing(unit, source)).parent.mkdir(parents=True, exist_ok=True)
         return copy_command(unit, source, self.dest.staging, latest, itemize=itemize,
-                            progress=progress)  # fmt: skip
+                            progress=progress, xattrs=xattrs)  # fmt: skip
 
     def _refresh_copy(self, root: str, into: str, names: list[str]) -> process.Result:
         """Copy `names` (relative to root) again into staging/into, whatever their mtime."""
-        listing = self.dest.root / ".refresh-list"
+        (self.dest.staging / into).parent.mkdir(parents=True, exist_ok=True)
+        # one list per unit: the units of a cold pass run side by side
+        listing = self.dest.root / f".refresh-list-{abs(hash(into)):x}"
         fileindex.write_null_list(listing, names)
-        result = process.run(rsync.refresh_argv(root, str(self.dest.staging / into), str(listing)))
-        listing.unlink()
-        return result
+        try:
+            return process.run(rsync.refresh_argv(root, str(self.dest.staging / into),
+                                                  str(listing)))  # fmt: skip
+        finally:
+            listing.unlink()
 
     def _stat_copy(self, path: str) -> os.stat_result | None:
         """A regular file in staging or latest, as the ctime check needs it."""
@@ -222,14 +228,15 @@ class Run:
 
     def _copy(
         self, phase: Phase, unit: CopyUnit, source: Source, latest: Path | None, round: int = 1,
-        refreshed: int = 0,
+        refreshed: int = 0, xattrs: bool = True,
     ) -> tuple[set[str], rsync.RsyncStats]:  # fmt: skip
         """One rsync of one unit; returns the files it wrote and its statistics."""
         hot = phase is Phase.HOT
         ok = (0, *rsync.HOT_WARNING_CODES) if hot else (0,)
         began = time.monotonic()
         show = self.progress
-        argv = self._copy_argv(unit, source, latest, itemize=hot, progress=show is not None)
+        argv = self._copy_argv(unit, source, latest, itemize=hot, progress=show is not None,
+                               xattrs=xattrs)  # fmt: skip
 
         def on_output(line: str) -> None:
             update = rsync.parse_progress(line)
@@ -274,14 +281,19 @@ class Run:
         self.before = self.stack.running_services()
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
         # One walk of every source: the free-space estimate, and the first hot round's reference.
-        self.first_scans = {u.dest: self._scan(u) for u in self.plan.units}
+        hot = self.plan.mode is Mode.HOT_COLD and bool(self.before)
+        self.first_scans = {u.dest: self._scan(u, xattrs=hot) for u in self.plan.units}
         self._open_destination()
         self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
 
-    def _scan(self, unit: CopyUnit) -> fileindex.Scan:
-        return fileindex.scan(self.sources[unit.dest].path, unit.excludes)
+    def _scan(
+        self, unit: CopyUnit, xattrs: bool = False, known: fileindex.HotReference | None = None
+    ) -> fileindex.Scan:
+        """A walk of the unit's source; see fileindex.scan for `xattrs`."""
+        return fileindex.scan(self.sources[unit.dest].path, unit.excludes, xattrs,
+                              known.unchanged if known is not None else None)  # fmt: skip
 
     def _bytes_needed(self) -> int:
         """What the copies would write: every file that is new, or has another size or
@@ -320,9 +332,10 @@ class Run:
             moved = 0
             for unit in units:
                 src = self.sources[unit.dest]
-                scan = self.first_scans[unit.dest] if round == 1 else self._scan(unit)
-                copied, stats = self._copy(Phase.HOT, unit, src, self.latest_path, round)
                 reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
+                scan = (self.first_scans[unit.dest] if round == 1 else
+                        self._scan(unit, not reference.xattrs, reference))  # fmt: skip
+                copied, stats = self._copy(Phase.HOT, unit, src, self.latest_path, round)
                 reference.record(scan, None if round == 1 else copied)
                 if unit.hot:  # a running database rewrites its files all the time: not counted
                     moved += stats.transferred_size
@@ -354,27 +367,39 @@ class Run:
     def _cold_unit(self, unit: CopyUnit) -> None:
         """Walk (stack stopped), copy strictly, then copy again what rsync cannot see."""
         src = self.sources[unit.dest]
-        now = self.cold_scans[unit.dest] = self._scan(unit)
+        hot = self.hot_refs.get(unit.dest)
+        # A unit the hot pass filled, where no walk found an xattr or ACL, is copied without
+        # -A -X (twice as fast over unchanged files) if none appeared since either.
+        plain = hot is not None and not hot.xattrs
+        now = self.cold_scans[unit.dest] = self._scan(unit, plain, hot)
+        plain = plain and not now.xattrs
         prev = self.previous.get(unit.dest)
         into = landing(unit, src)
         stale = fileindex.files_to_refresh(
             now,
             str(self.staging / into),
             str(self.latest_path / into) if self.latest_path else None,
-            hot=self.hot_refs.get(unit.dest),
+            hot=hot,
             previous=prev if prev and prev.root == src.path else None,
             lstat=self._stat_copy,
         )
-        filled_hot = unit.dest in self.hot_refs
         dropped = 0
-        if filled_hot and stale and self._drop_copies(into, stale):
-            # the strict copy below has no --link-dest: it copies the dropped files whole,
-            # with no second rsync inside the downtime
-            dropped, stale = len(stale), []
-        # A unit the hot pass filled needs no --link-dest (3x slower over many hard links).
-        self._copy(Phase.COLD, unit, src, None if filled_hot else self.latest_path,
-                   refreshed=dropped)  # fmt: skip
+        if hot is not None:
+            # Staged copies that may be stale, and (copying plain) copies of every file that
+            # changed since the hot pass, are dropped: the strict copy below, with no
+            # --link-dest, copies them whole, with no second rsync inside the downtime.
+            changed = [rel for rel, state in now.files.items() if not hot.unchanged(rel, state)]
+            drop = sorted({*stale, *changed}) if plain else stale
+            if drop and self._drop_copies(into, drop):
+                dropped, stale = len(stale), []
+            elif drop:
+                plain = False  # copies kept with their attributes: rsync must compare them
+        # Before the strict copy: it would change attributes in place, through a stale copy
+        # hard-linked to an older snapshot; the refresh replaces such copies first.
         self._refresh(unit, src, stale)
+        # A unit the hot pass filled needs no --link-dest (3x slower over many hard links).
+        self._copy(Phase.COLD, unit, src, None if hot is not None else self.latest_path,
+                   refreshed=dropped, xattrs=not plain)  # fmt: skip
 
     def _drop_copies(self, into: str, names: list[str]) -> bool:
         """Remove staged copies that may be stale (a hard link's other names keep their data)."""

@@ -10,6 +10,7 @@ only those are copied again with --ignore-times.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
@@ -34,6 +35,7 @@ class Scan:
     root: str
     started_ns: int
     files: Mapping[str, FileState] = field(repr=False)
+    xattrs: bool = True  # some entry may hold an extended attribute or ACL (True: not asked)
 
     def unchanged(self, rel: str, now: FileState) -> bool:
         """True when the file is provably the one this walk recorded."""
@@ -50,9 +52,11 @@ class HotReference:
     """
 
     files: dict[str, FileState] = field(default_factory=dict)
+    xattrs: bool = False  # some walk found an extended attribute or ACL
 
     def record(self, scan: Scan, copied: Iterable[str] | None = None) -> None:
         """Take `scan` as the reference of the files just copied (None: all of them)."""
+        self.xattrs = self.xattrs or scan.xattrs
         for rel in scan.files if copied is None else copied:
             state = scan.files.get(rel)
             if state is None or state[1] >= scan.started_ns - RACY_NS:
@@ -64,32 +68,71 @@ class HotReference:
         return self.files.get(rel) == now
 
 
-def _walk(root: str, rel: str, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_result]]:
+def _walk(
+    root: str, rel: str, skip: frozenset[str], other: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
+    """Regular files (path, lstat); every other entry's path goes to `other`."""
     with os.scandir(os.path.join(root, rel) if rel else root) as entries:
         for entry in entries:
             path = f"{rel}/{entry.name}" if rel else entry.name
             if path in skip:
                 continue
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk(root, path, skip)
+                if other is not None:
+                    other(path)
+                yield from _walk(root, path, skip, other)
             elif entry.is_file(follow_symlinks=False):
                 yield path, entry.stat(follow_symlinks=False)
+            elif other is not None:
+                other(path)
 
 
 def state_of(st: os.stat_result) -> FileState:
     return (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
 
 
-def scan(root: str, excludes: Sequence[str] = ()) -> Scan:
-    """Stat every regular file below root (a file source counts as one file)."""
+def has_xattrs(path: str) -> bool:
+    """Whether the entry holds an extended attribute (POSIX ACLs are ones too)."""
+    try:
+        return bool(os.listxattr(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False  # gone since the walk listed it
+    except OSError as exc:
+        return exc.errno != errno.ENOTSUP  # no support: none; any other doubt: assume some
+
+
+def scan(
+    root: str,
+    excludes: Sequence[str] = (),
+    xattrs: bool = False,
+    known: Callable[[str, FileState], bool] | None = None,
+) -> Scan:
+    """Stat every regular file below root (a file source counts as one file).
+
+    With `xattrs`, also ask every entry for extended attributes, except regular
+    files `known` (unchanged since a walk that found none: a change of them moves ctime).
+    """
     started = time.time_ns()
     skip = frozenset(e.strip("/") for e in excludes)
+    found = [False]
+
+    def look(rel: str) -> None:
+        if xattrs and not found[0]:
+            found[0] = has_xattrs(os.path.join(root, rel) if rel else root)
+
     if os.path.isfile(root):
         st = os.lstat(root)
-        return Scan(root, started, {os.path.basename(root): state_of(st)})
+        look("")
+        return Scan(root, started, {os.path.basename(root): state_of(st)}, found[0] or not xattrs)
     if not os.path.isdir(root):
-        return Scan(root, started, {})
-    return Scan(root, started, {rel: state_of(st) for rel, st in _walk(root, "", skip)})
+        return Scan(root, started, {}, not xattrs)
+    look("")
+    files = {}
+    for rel, st in _walk(root, "", skip, look if xattrs else None):
+        state = files[rel] = state_of(st)
+        if xattrs and not found[0] and (known is None or not known(rel, state)):
+            look(rel)
+    return Scan(root, started, files, found[0] or not xattrs)
 
 
 def lstat_file(path: str) -> os.stat_result | None:
@@ -123,8 +166,8 @@ def files_to_refresh(
     for rel, state in now.files.items():
         since_hot = hot is not None and hot.unchanged(rel, state)
         since_previous = previous is not None and previous.unchanged(rel, state)
-        if since_hot and since_previous:
-            continue
+        if since_hot and (since_previous or latest is None):
+            continue  # nothing to doubt (with no older snapshot, no copy is a link to one)
         copy = lstat(os.path.join(staged, rel))
         old = lstat(os.path.join(latest, rel)) if latest else None
         linked = copy is None or (old is not None and copy.st_ino == old.st_ino)

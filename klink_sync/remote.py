@@ -785,7 +785,7 @@ class RemoteRun(Run):
 
     def _copy_argv(
         self, unit: CopyUnit, source: Source, latest: PurePosixPath | None, itemize: bool = False,
-        progress: bool = False,
+        progress: bool = False, xattrs: bool = True,
     ) -> tuple:  # fmt: skip
         into = landing(unit, source)
         link_dest = None
@@ -794,7 +794,8 @@ class RemoteRun(Run):
         argv = rsync.copy_argv(source.path, self.dest.rsync_path(self.staging / into),
                                link_dest=link_dest, excludes=unit.excludes,
                                source_is_file=source.is_file, itemize=itemize,
-                               progress=progress)  # fmt: skip
+                               progress=progress, patterns=unit.patterns,
+                               xattrs=xattrs)  # fmt: skip
         return self.dest.rsync(argv)
 
     def _refresh_copy(self, root: str, into: str, names: list[str]) -> process.Result:

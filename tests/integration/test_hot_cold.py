@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -186,6 +187,37 @@ def test_next_run_catches_hidden_change_without_touching_older_snapshot(
     second = latest(dest)
     assert (second / "folder" / rel).read_bytes() == new
     assert (first / "folder" / rel).read_bytes() == old
+
+
+ATTRIBUTE_CHANGES = {
+    # a tree with no xattr at all: the cold pass may copy it without -A -X
+    "chmod-only": "chmod 600 {docs}/005.bin && chown 1234 {docs}/006.bin",
+    # an xattr and a directory ACL appear after the hot pass: they must reach the snapshot
+    "xattr-and-acl": "chmod 600 {docs}/005.bin && setfattr -n user.late -v 1 {docs}/006.bin"
+                     " && setfacl -m u:4321:rx {docs}",
+}
+
+
+@pytest.mark.parametrize("change", sorted(ATTRIBUTE_CHANGES))
+def test_attribute_changes_after_the_hot_pass_reach_only_the_new_snapshot(
+    folder, tmp_path, klink_env, change
+):
+    """Attributes change between the hot and the cold pass of a second run, on files the
+    hot pass hard-linked to the first snapshot: the new snapshot has them, the first not."""
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    first = latest(dest) / "folder/storage/data"
+    before = tree(first)
+    docs = folder / "storage/data/documents"
+    klink_env["FAKE_COMPOSE_ON_STOP"] = ATTRIBUTE_CHANGES[change].format(docs=docs)
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    second = latest(dest) / "folder/storage/data"
+    assert tree(second) == tree(folder / "storage/data")
+    assert tree(first) == before  # not a mode, owner or xattr of the first snapshot moved
+    assert stat.S_IMODE((second / "documents/005.bin").stat().st_mode) == 0o600
+    rel = "documents/001.bin"  # untouched: still one file in both snapshots
+    assert (first / rel).stat().st_ino == (second / rel).stat().st_ino
 
 
 def test_owners_modes_links_xattrs_survive(folder, tmp_path, klink_env):

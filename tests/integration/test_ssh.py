@@ -407,3 +407,22 @@ def test_a_failed_cold_pass_promotes_nothing_and_releases_the_lock(
     run_cli("hot-cold", "--folder", folder, "--dest", spec, env=env)
     assert len(_names(dest)) == 2 and not (dest / ".staging").exists()
     assert tree(latest(dest) / "folder") == tree(folder)
+
+
+def test_attribute_changes_after_the_hot_pass_spare_the_older_snapshot_over_ssh(
+    folder, tmp_path, env, sshd  # noqa: F811
+):
+    """A chmod between the hot and cold pass, of a file hard-linked to the first remote
+    snapshot: the second has the new mode, the first keeps its own."""
+    dest = tmp_path / "backup"
+    spec = sshd.dest(dest)
+    run_cli("hot-cold", "--folder", folder, "--dest", spec, env=env)
+    first = latest(dest) / "folder/storage/data"
+    before = tree(first)
+    docs = folder / "storage/data/documents"
+    change = f"chmod 600 {docs}/005.bin && setfattr -n user.late -v 1 {docs}/006.bin"
+    run_cli("hot-cold", "--folder", folder, "--dest", spec,
+            env={**env, "FAKE_COMPOSE_ON_STOP": change})  # fmt: skip
+    second = latest(dest) / "folder/storage/data"
+    assert tree(second) == tree(folder / "storage/data")
+    assert tree(first) == before
