@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -155,14 +156,22 @@ def _previous_sums(previous: Path | None) -> dict[bytes, str]:
         return {}
 
 
+def lowest_priority() -> None:
+    """This thread only yields the CPU to anything else (Linux: nice is per thread)."""
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def compute(
-    snapshot: Path, previous: Path | None = None
+    snapshot: Path, previous: Path | None = None, background: bool = False
 ) -> tuple[dict[bytes, str], ChecksumResult]:
     """Checksums of every covered file; reused where the previous snapshot has the same inode.
 
-    The files left to read are hashed by a few threads (hashlib lets go of the GIL).
+    The files left to read are hashed by a few threads (hashlib lets go of the GIL);
+    `background`: at the lowest CPU priority (while the stack starts).
     """
     began = time.monotonic()
+    if background:
+        lowest_priority()
     known = _previous_sums(previous)
     prev_root = os.fsencode(previous) if previous is not None else b""
     root = os.fsencode(snapshot)
@@ -184,7 +193,8 @@ def compute(
                 reused += 1
                 continue
         to_read[inode] = name
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                            initializer=lowest_priority if background else None) as pool:
         paths = [os.path.join(root, name) for name in to_read.values()]
         read = list(pool.map(sha256_file, paths))
     for inode, (digest, _) in zip(to_read, read, strict=True):
@@ -211,9 +221,14 @@ def write_sums_file(snapshot: Path, entries: Mapping[bytes, str]) -> None:
     os.replace(tmp, final)
 
 
-def write_sums(snapshot: Path, previous: Path | None = None) -> ChecksumResult:
-    """Compute and write SNAPSHOT/SHA256SUMS; `previous` is the snapshot linked against."""
-    entries, result = compute(snapshot, previous)
+def write_sums(
+    snapshot: Path,
+    previous: Path | None = None,
+    computed: tuple[dict[bytes, str], ChecksumResult] | None = None,
+) -> ChecksumResult:
+    """Compute (unless `computed` already, from the same files) and write
+    SNAPSHOT/SHA256SUMS; `previous` is the snapshot linked against."""
+    entries, result = computed or compute(snapshot, previous)
     write_sums_file(snapshot, entries)
     return result
 

@@ -820,6 +820,9 @@ class RemoteRun(Run):
         self.dest.write_json(self.staging / MANIFEST, manifest)
         return self.dest.promote(when, suffix, move_latest)
 
+    def _sums_while_starting(self) -> None:
+        pass  # computed on the destination's host, after the promotion
+
     def _write_sums(self, name: str) -> checksums.ChecksumResult:
         return self.dest.write_sums(self.dest.snapshots_dir / name, self.latest_path)
 
