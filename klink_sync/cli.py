@@ -21,7 +21,7 @@ from .config import LOG_LEVELS, Settings, check_file, load_settings
 from .config import sample as config_sample_text
 from .destination import Destination
 from .errors import DestinationUnavailable, KlinkSyncError, UsageError
-from .execute import RunOptions, dry_run_commands, resolve_sources, run_backup
+from .execute import CUTS, RunOptions, dry_run_commands, resolve_sources, run_backup
 from .hooks import Job
 from .plan import Mode, Plan, build_plan
 from .remote import RemoteDestination
@@ -128,6 +128,16 @@ def _remote(dest: Path | None, settings: Settings) -> RemoteDestination | None:
     return RemoteDestination.from_settings(str(text), settings.ssh_options)
 
 
+def _disabled_cuts() -> frozenset[str]:
+    """KLINK_SYNC_DISABLE: downtime cuts to turn off, for the benchmark (see execute.CUTS)."""
+    names = {n.strip() for n in os.environ.get("KLINK_SYNC_DISABLE", "").split(",") if n.strip()}
+    unknown = sorted(names - set(CUTS))
+    if unknown:
+        raise UsageError(f"KLINK_SYNC_DISABLE: unknown {', '.join(unknown)} "
+                         f"(known: {', '.join(CUTS)})")  # fmt: skip
+    return frozenset(names)
+
+
 @app.command()
 def plan(
     folder: FolderOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
@@ -180,7 +190,8 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
             return
         job.before(dest_root, the_plan.folder)
         options = RunOptions(settings.retention, settings.require_mount,
-                             settings.allow_unclean_stop, progress=_progress(verbose, quiet))
+                             settings.allow_unclean_stop, progress=_progress(verbose, quiet),
+                             disabled=_disabled_cuts())  # fmt: skip
         if far is not None:
             report = remote.run_backup(the_plan, far, stack, options)
         else:

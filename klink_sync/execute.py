@@ -159,6 +159,12 @@ class RunOptions:
     hot_rounds: int = 3  # hot passes at most
     hot_repeat_bytes: int = 16 * 2**20  # another hot round while the last moved this much
     progress: Callable[[str, int, int, str], None] | None = None  # (what, bytes, %, rate)
+    # Downtime cuts turned off, to measure what each one brings (scripts/bench.py;
+    # KLINK_SYNC_DISABLE): rounds, seed, parallel, plain, write-back. Never needed otherwise.
+    disabled: frozenset[str] = frozenset()
+
+
+CUTS = ("rounds", "seed", "parallel", "plain", "write-back")
 
 
 class Run:
@@ -171,7 +177,8 @@ class Run:
         options = options or RunOptions()
         self.allow_unclean_stop = options.allow_unclean_stop
         self.progress = options.progress
-        self.hot_rounds = options.hot_rounds
+        self.off = options.disabled
+        self.hot_rounds = 1 if "rounds" in self.off else options.hot_rounds
         self.hot_repeat_bytes = options.hot_repeat_bytes
         self.passes: list[PassResult] = []
         self.warnings: list[str] = []
@@ -361,7 +368,7 @@ class Run:
         began = time.monotonic()
         # Cold volumes are copied too, as a seed only: the strict cold pass corrects every
         # byte, but moves only what changed since (a database's untouched tables, say).
-        units = self.plan.hot_pass_units
+        units = self.plan.hot_units if "seed" in self.off else self.plan.hot_pass_units
         for round in range(1, self.hot_rounds + 1):
             moved = 0
             for unit in units:
@@ -373,6 +380,8 @@ class Run:
                 reference.record(scan, None if round == 1 else copied)
                 if unit.hot:  # a running database rewrites its files all the time: not counted
                     moved += stats.transferred_size
+            if "write-back" not in self.off:  # the disk writes this round back meanwhile
+                threading.Thread(target=os.sync, name="write-back", daemon=True).start()
             if moved < self.hot_repeat_bytes:
                 break  # little left for the cold pass: stop now
         self._write_back()
@@ -381,6 +390,8 @@ class Run:
     def _write_back(self) -> None:
         """Flush what the hot pass wrote now: the database's fsyncs at its stop would
         otherwise wait behind gigabytes of it, inside the downtime."""
+        if "write-back" in self.off:
+            return
         began = time.monotonic()
         os.sync()
         log.info("hot pass written back to disk in %.1fs", time.monotonic() - began)
@@ -395,7 +406,11 @@ class Run:
         jobs: list = [functools.partial(self._cold_unit, unit) for unit in self.plan.units]
         if check_stop:
             jobs.append(self.check_clean_stop)
-        process.run_many(jobs)
+        if "parallel" in self.off:
+            for job in jobs:
+                job()
+        else:
+            process.run_many(jobs)
         self.phases[Phase.COLD.value] = time.monotonic() - began
 
     def _cold_unit(self, unit: CopyUnit) -> None:
@@ -404,7 +419,7 @@ class Run:
         hot = self.hot_refs.get(unit.dest)
         # A unit the hot pass filled, where no walk found an xattr or ACL, is copied without
         # -A -X (twice as fast over unchanged files) if none appeared since either.
-        plain = hot is not None and not hot.xattrs
+        plain = hot is not None and not hot.xattrs and "plain" not in self.off
         now = self.cold_scans[unit.dest] = self._scan(unit, plain, hot)
         plain = plain and not now.xattrs
         prev = self.previous.get(unit.dest)

@@ -58,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "scripts" / "sample-stack"
 SERVICES = ("database", "engine", "kbox")
+CUTS = ("rounds", "seed", "parallel", "plain", "write-back")  # klink_sync.execute.CUTS
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -564,10 +565,11 @@ class Bench:
         _, r3, _ = timed([self.wrapper, "up", "-d"], cwd=self.folder)
         return {"rss_kib": max(r1, r2, r3), "written": du_bytes(dest)[0] - before}
 
-    def klink_run(self, mode: str, dest: Path) -> dict:
+    def klink_run(self, mode: str, dest: Path, disable: str = "") -> dict:
         before = du_bytes(dest)[0] if dest.exists() else 0
+        env = {**self.klink_env, "KLINK_SYNC_DISABLE": disable}
         _, rss, p = timed(self.klink(mode, "--folder", self.folder, "--dest", dest, "--json"),
-                          env=self.klink_env)  # fmt: skip
+                          env=env)  # fmt: skip
         report = json.loads(p.stdout)
         cold_units = {}
         for ps in report.get("passes", []):
@@ -636,7 +638,8 @@ class Bench:
                     if argv[-2] in hot_sources:
                         lines.append("moved=$((moved + $(sed -n 's/^Total transferred file "
                                      f"size: \\([0-9]*\\).*/\\1/p' {out})))")  # fmt: skip
-                else:
+                else:  # klink-sync's cold pass copies without -A -X: no xattr/ACL here
+                    argv = ["-aH" if x == "-aHAX" else x for x in argv]
                     lines.append(f"{shlex.join(argv)} >/dev/null || fail=1")
             else:
                 argv = [x for x in argv if x != "<services running before>"]
@@ -652,7 +655,7 @@ class Bench:
                         "{{if .State.Health}}{{.State.Health.Status}}{{end}}' $id); "
                         "case \"$s\" in 'true '|'true healthy') ;; *) ok=0 ;; esac; done; "
                         f"[ $ok = 1 ] && [ $(echo $ids | wc -w) -ge {len(SERVICES)} ] && break; "
-                        "sleep 0.5; done")  # fmt: skip
+                        "sleep 0.1; done")  # fmt: skip
         lines.append(f"[ $fail = 0 ] && mv {shlex.quote(staging)} {shlex.quote(str(bdest / f'snap-{n}'))}")
         script = self.work / f"bare-{n}.sh"
         script.write_text("\n".join(lines) + "\n")
@@ -739,6 +742,12 @@ class Bench:
             if not a.skip_peers:
                 self.measure("rsnapshot-2", rep, self.rsnapshot, d / "rsnapshot")
                 self.measure("restic-2", rep, self.restic, d / "restic", False)
+            if a.cuts:
+                # each downtime cut turned off in turn, against the same run with all of them,
+                # one after the other (incremental: the writer's few seconds of changes)
+                for cut in ["", *CUTS]:
+                    self.measure(f"H3-no-{cut}" if cut else "H3", rep, self.klink_run,
+                                 "hot-cold", kd, cut)  # fmt: skip
             for sub in ("bare", "rsnapshot", "restic"):
                 rm_tree(d / sub)
             if keep is not None:
@@ -814,12 +823,14 @@ class Bench:
         prev = str(snapshot / "folder" / "storage" / "data")
         x = self.work / "side-x"
         run([*base, f"--link-dest={prev}", src, f"{x}/"])  # like a hot pass: hard links
-        times = {"with": [], "without": [], "tiny": []}
+        times = {"with": [], "without": [], "plain": [], "tiny": []}
+        plain = ["-aH" if a == "-aHAX" else a for a in base]
         for _ in range(3):
-            for key, extra in (("with", [f"--link-dest={prev}"]), ("without", [])):
+            for key, argv in (("with", [*base, f"--link-dest={prev}"]), ("without", base),
+                              ("plain", plain)):  # fmt: skip
                 run(["sync"])
                 t = time.monotonic()
-                run([*base, *extra, src, f"{x}/"])
+                run([*argv, src, f"{x}/"])
                 times[key].append(time.monotonic() - t)
             t = time.monotonic()
             run([*base, f"{self.folder}/.env", f"{self.work}/side-env"])
@@ -1112,12 +1123,16 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
 
     ov1, ov2 = per_rep_ratio("H1", "bare-H1"), per_rep_ratio("H2", "bare-H2")
     w("### klink-sync's own overhead (total wall time against the bare script)\n")
-    w("The bare script (`bare-H1`, `bare-H2`) runs the exact rsync and compose commands that "
-      "`klink-sync hot-cold --dry-run` prints for the same destination state (hot rsyncs of "
-      "storage/data and storage/index with `--link-dest`, `stop -t 120`, the cold rsyncs, "
-      "`start`, then the same wait for running/healthy containers), with staging renamed to a "
-      "snapshot at the end. It does not do klink-sync's preflight (free-space `rsync "
-      "--dry-run`, locks), ctime scans, manifest, or SHA256SUMS.\n")  # fmt: skip
+    w("The bare script (`bare-H1`, `bare-H2`) runs the rsync and compose commands that "
+      "`klink-sync hot-cold --dry-run` prints for the same destination state: the hot rsyncs "
+      "of every volume (the database as a seed) with `--link-dest`, repeated by klink-sync's "
+      "own rule (another round while the hot volumes moved 16 MiB or more, 3 at most), "
+      "`stop -t 120`, the cold rsyncs one after the other, with `-aH` as klink-sync runs them "
+      "here (the deployment holds no xattr or ACL), `start`, then a wait for every container "
+      "running and healthy, polled every 0.1 s as klink-sync does; staging is renamed to a "
+      "snapshot at the end. It does not do klink-sync's preflight (compose checks, one stat "
+      "walk, locks), its ctime walks, the write-back to disk before the stop, the manifest "
+      "or SHA256SUMS.\n")  # fmt: skip
     w("| ratio | per repetition | median |")
     w("|---|---|---|")
     w(f"| H1 wall / bare-H1 wall | {', '.join(fr(x) for x in ov1) or '–'} | {fr(median(ov1))} |")
@@ -1127,6 +1142,37 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
       f"{fr(median(d1))} |")  # fmt: skip
     w(f"| H2 downtime / bare-H2 downtime | {', '.join(fr(x) for x in d2) or '–'} | "
       f"{fr(median(d2))} |\n")  # fmt: skip
+
+    if col("H3", "downtime"):
+        what = {
+            "rounds": "hot pass repeated while a round moves >= 16 MiB (off: one round)",
+            "seed": "hot pass seeds the database (off: database copied cold only)",
+            "parallel": "cold units side by side (off: one after the other)",
+            "plain": "cold pass without -A -X when no xattr/ACL exists (off: always -AX)",
+            "write-back": "hot pass written to disk before the stop (off: no sync)",
+        }
+        w("### What each downtime cut brings\n")
+        w("After H2, in each repetition: `H3`, the same incremental hot-cold with every cut, "
+          "then one run per cut with that cut turned off (`KLINK_SYNC_DISABLE=<cut>`), one "
+          "after the other on the same destination (each copies the writer's few seconds of "
+          "changes). Ratio > 1: the run without the cut had the longer downtime, the cut "
+          "helps.\n")
+        w("| cut turned off | downtime s | cold pass s | hot pass s | wall s | "
+          "downtime / H3's, per repetition | median |")
+        w("|---|---|---|---|---|---|---|")
+
+        def phase(m, name):
+            return [(r.get("phases") or {}).get(name) for r in res if r["method"] == m]
+
+        for m in ["H3", *[f"H3-no-{c}" for c in CUTS]]:
+            if not col(m, "downtime"):
+                continue
+            rr = per_rep_ratio(m, "H3", "downtime") if m != "H3" else []
+            label = what[m[6:]] if m != "H3" else "none (every cut on)"
+            w(f"| `{m}`: {label} | {stat3(col(m, 'downtime'))} | {stat3(phase(m, 'cold'))} | "
+              f"{stat3(phase(m, 'hot'), '{:.1f}')} | {stat3(col(m, 'wall'), '{:.1f}')} | "
+              f"{', '.join(fr(x) for x in rr) or '–'} | {fr(median(rr)) if rr else '–'} |")
+        w("")
 
     # where H2's time goes
     for m in ("H2", "H1"):
@@ -1239,7 +1285,7 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
     if diffs:
         an.append(f"klink-sync's self-reported downtime is {median(diffs):.2f} s "
                   f"({min(diffs):.2f}–{max(diffs):.2f}) longer than the measured one: it ends "
-                  "when klink-sync's own wait (compose ps and docker inspect, every 0.5 s) "
+                  "when klink-sync's own wait (compose ps and docker inspect, every 0.1 s) "
                   "has seen the services up, after they were.")  # fmt: skip
     units = [v for r in res for k, v in (r.get("cold_units") or {}).items()]
     side = b.extra.get("side") or {}
@@ -1258,13 +1304,15 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
     h2u = [r["cold_units"].get("folder/storage/data") for r in res if r["method"] == "H2"
            and r.get("cold_units")]  # fmt: skip
     if h1u and h2u:
-        line = (f"Cold pass of storage/data: {median(h2u):.2f} s in H2 (with `--link-dest` to "
-                f"the previous snapshot) against {median(h1u):.2f} s in H1 (no previous "
-                "snapshot, no `--link-dest`), with staging complete after the hot pass in both")
-        if side.get("with") is not None:
+        line = (f"Cold pass of storage/data (walk, rsync, corrections): {median(h2u):.2f} s in "
+                f"H2, {median(h1u):.2f} s in H1; in both the hot pass filled staging, so the "
+                "cold rsync has no `--link-dest`, and no walk found an xattr or ACL, so it runs "
+                "without `-A -X`")
+        if side.get("plain") is not None:
             line += (f". Side test on the deployment's storage/data ({side['files']} entries, "
-                     f"writer stopped, target already complete): rsync with `--link-dest` "
-                     f"{side['with']:.2f} s, without {side['without']:.2f} s")  # fmt: skip
+                     f"writer stopped, target already complete): `rsync -aHAX` with "
+                     f"`--link-dest` {side['with']:.2f} s, without {side['without']:.2f} s, "
+                     f"`rsync -aH` without {side['plain']:.2f} s")  # fmt: skip
         an.append(line + ".")
     if "rsnapshot-2" in present and H2 is not None:
         st = {m: median(col(m, "stop_to_start")) for m in ("H2", "rsnapshot-2", "bare-H2")}
@@ -1392,6 +1440,8 @@ def parse_args(argv=None):
     ap.add_argument("--scaling-reps", type=int, default=1,
                     help="unchanged incremental runs per scaling size (default 1)")
     ap.add_argument("--skip-peers", action="store_true", help="no rsnapshot, no restic")
+    ap.add_argument("--no-cuts", dest="cuts", action="store_false",
+                    help="skip the runs with one downtime cut turned off at a time")
     ap.add_argument("--quick", action="store_true",
                     help="a small smoke size: 64 MiB in 600 files, 48 MiB database, 1 rep, "
                     "scaling 2000,10000 (explicit options still win)")
