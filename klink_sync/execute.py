@@ -311,17 +311,18 @@ class Run:
         began = time.monotonic()
         self.sources = resolve_sources(self.plan)
         self._check_apart()
-        with ThreadPoolExecutor(max_workers=3) as pool:  # ~0.1 s each: side by side
+        cold = sorted({c.volume.service for c in self.plan.volumes if c.cls is VolumeClass.COLD})
+        with ThreadPoolExecutor(max_workers=4) as pool:  # ~0.1 s each: side by side
             checks = [pool.submit(self.stack.check),
                       pool.submit(process.run, ("rsync", "--version")),
+                      pool.submit(self.stack.container_ids, cold),  # for check_clean_stop
                       pool.submit(self.stack.running_services)]  # fmt: skip
         for check in checks:
             check.result()  # the first failure in this order, whichever ended first
         self.before = checks[-1].result()
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
-        cold = {c.volume.service for c in self.plan.volumes if c.cls is VolumeClass.COLD}
-        self.cold_services = sorted(cold & set(self.before))
-        self.cold_ids = self.stack.container_ids(self.cold_services)  # for check_clean_stop
+        self.cold_services = [s for s in cold if s in self.before]
+        self.cold_ids = checks[2].result()
         # One walk of every source: the free-space estimate, and the first hot round's reference.
         hot = self.plan.mode is Mode.HOT_COLD and bool(self.before)
         self.first_scans = {u.dest: self._scan(u, xattrs=hot) for u in self.plan.units}
@@ -374,9 +375,18 @@ class Run:
             for unit in units:
                 src = self.sources[unit.dest]
                 reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
-                scan = (self.first_scans[unit.dest] if round == 1 else
-                        self._scan(unit, not reference.xattrs, reference))  # fmt: skip
-                copied, stats = self._copy(Phase.HOT, unit, src, self.latest_path, round)
+                latest = self.latest_path
+                if round == 1:
+                    scan = self.first_scans[unit.dest]
+                else:
+                    scan = self._scan(unit, not reference.xattrs, reference)
+                    # Staging is full: no --link-dest (3x slower over many hard links), once
+                    # the copies of files changed since are gone (rsync would change a kept
+                    # file's attributes in place, through a hard link to an older snapshot).
+                    changed = [r for r, st in scan.files.items() if not reference.unchanged(r, st)]
+                    if self._drop_copies(landing(unit, src), changed):
+                        latest = None
+                copied, stats = self._copy(Phase.HOT, unit, src, latest, round)
                 reference.record(scan, None if round == 1 else copied)
                 if unit.hot:  # a running database rewrites its files all the time: not counted
                     moved += stats.transferred_size
@@ -440,6 +450,9 @@ class Run:
             changed = [rel for rel, state in now.files.items() if not hot.unchanged(rel, state)]
             drop = sorted({*stale, *changed}) if plain else stale
             if drop and self._drop_copies(into, drop):
+                if stale:
+                    log.info("cold pass %s: %d files changed without rsync seeing it, copied "
+                             "again", unit.dest, len(stale))  # fmt: skip
                 dropped, stale = len(stale), []
             elif drop:
                 plain = False  # copies kept with their attributes: rsync must compare them
@@ -451,14 +464,12 @@ class Run:
                    refreshed=dropped, xattrs=not plain)  # fmt: skip
 
     def _drop_copies(self, into: str, names: list[str]) -> bool:
-        """Remove staged copies that may be stale (a hard link's other names keep their data)."""
+        """Remove these staged copies (a hard link's other names keep their data)."""
         for rel in names:
             try:
                 os.unlink(self.staging / into / rel)
             except FileNotFoundError:
                 pass
-        log.info("cold pass %s: %d files changed without rsync seeing it, copied again",
-                 into, len(names))  # fmt: skip
         return True
 
     def finish(self, times: Mapping[str, float], kind: str = "backup") -> Report:
@@ -486,6 +497,7 @@ class Run:
     def execute(self) -> Report:
         self.prepare()
         self.hot_pass()
+        self.first_scans.clear()  # held by the hot references now, where needed (memory)
         with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as window:
             self.cold_pass(check_stop=True)
             window.on_start = self._sums_while_starting

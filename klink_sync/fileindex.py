@@ -192,7 +192,8 @@ def save(path: Path, scans: Mapping[str, Scan]) -> None:
         key: {"root": s.root, "started_ns": s.started_ns, "files": s.files}
         for key, s in scans.items()
     }
-    with gzip.open(path, "wt", encoding="utf-8", errors="surrogateescape") as out:
+    with gzip.open(path, "wt", compresslevel=1, encoding="utf-8",
+                   errors="surrogateescape") as out:  # fmt: skip
         json.dump(data, out, separators=(",", ":"))
 
 

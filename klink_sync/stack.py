@@ -74,17 +74,18 @@ class Stack:
 
     def unhealthy(self, services: Sequence[str]) -> list[str]:
         """Services not running, or with a healthcheck that does not yet say healthy."""
-        running = set(self.running_services())
-        waiting = [s for s in services if s not in running]
-        ids = self._run("ps", "-q").stdout.split() if not waiting else []
-        if ids:  # one inspect for every container: each compose call costs ~0.1 s
-            fmt = ('{{index .Config.Labels "com.docker.compose.service"}} '
-                   "{{if .State.Health}}{{.State.Health.Status}}{{end}}")  # fmt: skip
-            out = process.run(("docker", "inspect", "--format", fmt, *ids)).stdout
-            for service, _, status in (line.partition(" ") for line in out.splitlines()):
-                if service in services and status.strip() not in ("", "healthy"):
-                    waiting.append(service)
-        return waiting
+        ids = self._run("ps", "-q").stdout.split()  # the running containers
+        if not ids:  # none, or a stand-in compose without Docker: ask compose itself
+            running = set(self.running_services())
+            return [s for s in services if s not in running]
+        fmt = ('{{index .Config.Labels "com.docker.compose.service"}} {{.State.Running}} '
+               "{{if .State.Health}}{{.State.Health.Status}}{{end}}")  # fmt: skip
+        ok: dict[str, bool] = {}
+        out = process.run(("docker", "inspect", "--format", fmt, *ids)).stdout
+        for service, running, *health in (line.split() for line in out.splitlines() if line):
+            good = running == "true" and health in ([], ["healthy"])
+            ok[service] = ok.get(service, True) and good
+        return [s for s in services if not ok.get(s, False)]
 
     def container_ids(self, services: Sequence[str]) -> list[str]:
         return self._run("ps", "-a", "-q", *services).stdout.split() if services else []

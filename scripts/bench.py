@@ -632,8 +632,10 @@ class Bench:
             if argv[0] == "rsync":
                 into = argv[-1]
                 lines.append(f"mkdir -p {shlex.quote(os.path.dirname(into.rstrip('/')))}")
-                if phase == "hot":
-                    lines.append(f"{shlex.join(argv)} >{out}; c=$?; "
+                if phase == "hot":  # later rounds: no --link-dest (staging is full), as klink-sync
+                    later = [x for x in argv if not x.startswith("--link-dest=")]
+                    lines.append(f"if [ $round = 1 ]; then {shlex.join(argv)} >{out}; "
+                                 f"else {shlex.join(later)} >{out}; fi; c=$?; "
                                  "[ $c = 0 ] || [ $c = 23 ] || [ $c = 24 ] || exit $c")  # fmt: skip
                     if argv[-2] in hot_sources:
                         lines.append("moved=$((moved + $(sed -n 's/^Total transferred file "
@@ -729,6 +731,10 @@ class Bench:
             script = self.bare_script(kd, bd, 1)
             self.measure("bare-H1", rep, self.bare, script, bd)
             self.measure("H1", rep, self.klink_run, "hot-cold", kd)
+            if a.cuts:  # the cuts that matter most on a first run, each on a fresh destination
+                for cut in ("rounds", "seed", "write-back"):
+                    self.measure(f"H1-no-{cut}", rep, self.klink_run, "hot-cold", d / "k1", cut)
+                    rm_tree(d / "k1")
             if not a.skip_peers:
                 self.measure("rsnapshot-1", rep, self.rsnapshot, d / "rsnapshot")
                 self.measure("restic-1", rep, self.restic, d / "restic", True)
@@ -1126,7 +1132,8 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
     w("The bare script (`bare-H1`, `bare-H2`) runs the rsync and compose commands that "
       "`klink-sync hot-cold --dry-run` prints for the same destination state: the hot rsyncs "
       "of every volume (the database as a seed) with `--link-dest`, repeated by klink-sync's "
-      "own rule (another round while the hot volumes moved 16 MiB or more, 3 at most), "
+      "own rule (another round while the hot volumes moved 16 MiB or more, 3 at most; later "
+      "rounds without `--link-dest`, as klink-sync runs them), "
       "`stop -t 120`, the cold rsyncs one after the other, with `-aH` as klink-sync runs them "
       "here (the deployment holds no xattr or ACL), `start`, then a wait for every container "
       "running and healthy, polled every 0.1 s as klink-sync does; staging is renamed to a "
@@ -1155,8 +1162,9 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
         w("After H2, in each repetition: `H3`, the same incremental hot-cold with every cut, "
           "then one run per cut with that cut turned off (`KLINK_SYNC_DISABLE=<cut>`), one "
           "after the other on the same destination (each copies the writer's few seconds of "
-          "changes). Ratio > 1: the run without the cut had the longer downtime, the cut "
-          "helps.\n")
+          "changes). After H1: a first run with each of the cuts that matter on a first run "
+          "turned off, each on a fresh destination, against H1. Ratio > 1: the run without "
+          "the cut had the longer downtime, the cut helps.\n")
         w("| cut turned off | downtime s | cold pass s | hot pass s | wall s | "
           "downtime / H3's, per repetition | median |")
         w("|---|---|---|---|---|---|---|")
@@ -1164,11 +1172,12 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
         def phase(m, name):
             return [(r.get("phases") or {}).get(name) for r in res if r["method"] == m]
 
-        for m in ["H3", *[f"H3-no-{c}" for c in CUTS]]:
-            if not col(m, "downtime"):
+        for m in ["H3", *[f"H3-no-{c}" for c in CUTS], "H1", *[f"H1-no-{c}" for c in CUTS]]:
+            if not col(m, "downtime") or (m == "H1" and not col("H1-no-seed", "downtime")):
                 continue
-            rr = per_rep_ratio(m, "H3", "downtime") if m != "H3" else []
-            label = what[m[6:]] if m != "H3" else "none (every cut on)"
+            base = m[:2]
+            rr = per_rep_ratio(m, base, "downtime") if m != base else []
+            label = what[m[6:]] if m != base else "none (every cut on)"
             w(f"| `{m}`: {label} | {stat3(col(m, 'downtime'))} | {stat3(phase(m, 'cold'))} | "
               f"{stat3(phase(m, 'hot'), '{:.1f}')} | {stat3(col(m, 'wall'), '{:.1f}')} | "
               f"{', '.join(fr(x) for x in rr) or '–'} | {fr(median(rr)) if rr else '–'} |")

@@ -355,3 +355,43 @@ def test_config_excludes_leave_paths_out_and_restore_leaves_them_alone(
     config.write_text("excludes:\n  ./storage/nothing-here:\n    - x\n")
     bad = run_cli("plan", "--folder", folder, "--config", config, env=klink_env, check=2)
     assert f"{config}: excludes['./storage/nothing-here']" in bad.stderr
+
+
+CHMOD_AFTER_FIRST_ROUND = """#!/usr/bin/env bash
+# rsync, then once, after the first hot copy of the documents: change a file's mode only.
+/usr/bin/rsync "$@"; code=$?
+for a in "$@"; do
+  if [ "$a" = "{data}/" ] && [ ! -e "{marker}" ]; then
+    touch "{marker}"; chmod 600 "{target}"
+  fi
+done
+exit $code
+"""
+
+
+def test_a_later_hot_round_spares_the_older_snapshot(folder, tmp_path, klink_env):
+    """Round 2 copies without --link-dest into a staging folder whose files round 1
+    hard-linked to the first snapshot: a mode changed between the rounds reaches the new
+    snapshot only."""
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    first = latest(dest) / "folder/storage/data"
+    before = tree(first)
+    (folder / "storage/data/big.bin").write_bytes(os.urandom(20 * 2**20))  # a second round
+    time.sleep(0.3)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    target = folder / "storage/data/documents/005.bin"
+    wrapper = bindir / "rsync"
+    wrapper.write_text(CHMOD_AFTER_FIRST_ROUND.format(
+        data=folder / "storage/data", marker=tmp_path / "done", target=target))  # fmt: skip
+    wrapper.chmod(0o755)
+    env = {**klink_env, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    report = json.loads(run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json",
+                                env=env).stdout)  # fmt: skip
+    assert max(p["round"] for p in report["passes"] if p["phase"] == "hot") == 2
+    second = latest(dest) / "folder/storage/data"
+    assert tree(second) == tree(folder / "storage/data")
+    assert stat.S_IMODE((second / "documents/005.bin").stat().st_mode) == 0o600
+    assert tree(first) == before
