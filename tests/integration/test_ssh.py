@@ -426,3 +426,20 @@ def test_attribute_changes_after_the_hot_pass_spare_the_older_snapshot_over_ssh(
     second = latest(dest) / "folder/storage/data"
     assert tree(second) == tree(folder / "storage/data")
     assert tree(first) == before
+
+
+def test_config_excludes_apply_over_ssh(folder, tmp_path, env, sshd):  # noqa: F811
+    """The admin's exclude patterns leave paths out of a remote snapshot too."""
+    (folder / "storage/data/cache").mkdir()
+    (folder / "storage/data/cache/thumb.jpg").write_bytes(b"regenerated at will")
+    (folder / "storage/data/documents/upload.tmp").write_bytes(b"half uploaded")
+    config = tmp_path / "config.yml"
+    config.write_text("excludes:\n  ./storage/data:\n    - /cache/\n    - '*.tmp'\n")
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", sshd.dest(dest), "--config", config,
+            env=env)  # fmt: skip
+    snap = latest(dest) / "folder/storage/data"
+    assert not (snap / "cache").exists() and not (snap / "documents/upload.tmp").exists()
+    assert (snap / "documents/001.bin").read_bytes() == (
+        folder / "storage/data/documents/001.bin"
+    ).read_bytes()
