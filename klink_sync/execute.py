@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -211,8 +212,10 @@ class Run:
     def _refresh_copy(self, root: str, into: str, names: list[str]) -> process.Result:
         """Copy `names` (relative to root) again into staging/into, whatever their mtime."""
         (self.dest.staging / into).parent.mkdir(parents=True, exist_ok=True)
-        # one list per unit: the units of a cold pass run side by side
-        listing = self.dest.root / f".refresh-list-{abs(hash(into)):x}"
+        # a list of its own: the units of a cold pass run side by side
+        fd, name = tempfile.mkstemp(prefix=".refresh-list-", dir=self.dest.root)
+        os.close(fd)
+        listing = Path(name)
         fileindex.write_null_list(listing, names)
         try:
             return process.run(rsync.refresh_argv(root, str(self.dest.staging / into),
@@ -383,8 +386,7 @@ class Run:
                     # Staging is full: no --link-dest (3x slower over many hard links), once
                     # the copies of files changed since are gone (rsync would change a kept
                     # file's attributes in place, through a hard link to an older snapshot).
-                    changed = [r for r, st in scan.files.items() if not reference.unchanged(r, st)]
-                    if self._drop_copies(landing(unit, src), changed):
+                    if self._drop_copies(landing(unit, src), reference.changed(scan)):
                         latest = None
                 copied, stats = self._copy(Phase.HOT, unit, src, latest, round)
                 reference.record(scan, None if round == 1 else copied)
@@ -447,8 +449,7 @@ class Run:
             # Staged copies that may be stale, and (copying plain) copies of every file that
             # changed since the hot pass, are dropped: the strict copy below, with no
             # --link-dest, copies them whole, with no second rsync inside the downtime.
-            changed = [rel for rel, state in now.files.items() if not hot.unchanged(rel, state)]
-            drop = sorted({*stale, *changed}) if plain else stale
+            drop = sorted({*stale, *hot.changed(now)}) if plain else stale
             if drop and self._drop_copies(into, drop):
                 if stale:
                     log.info("cold pass %s: %d files changed without rsync seeing it, copied "

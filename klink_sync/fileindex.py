@@ -67,6 +67,10 @@ class HotReference:
     def unchanged(self, rel: str, now: FileState) -> bool:
         return self.files.get(rel) == now
 
+    def changed(self, scan: Scan) -> list[str]:
+        """Files of `scan` not provably the ones last copied (new ones included)."""
+        return [rel for rel, state in scan.files.items() if not self.unchanged(rel, state)]
+
 
 def _walk(
     root: str, rel: str, skip: frozenset[str], other: Callable[[str], None] | None = None

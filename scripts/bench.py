@@ -57,6 +57,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "scripts" / "sample-stack"
+sys.path.insert(0, str(SAMPLE))
+from check import read_env  # noqa: E402 (the sample stack's .env reader)
+
 SERVICES = ("database", "engine", "kbox")
 CUTS = ("rounds", "seed", "parallel", "plain", "write-back")  # klink_sync.execute.CUTS
 GIB = 1 << 30
@@ -147,19 +150,6 @@ def apparent_bytes(path: Path) -> int:
 def rm_tree(path: Path) -> None:
     if path.exists() or path.is_symlink():
         run(["rm", "-rf", "--one-file-system", path], timeout=3600)
-
-
-def read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, _, v = line.partition("=")
-            v = v.strip()
-            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
-                v = v[1:-1]
-            env[k.strip()] = v
-    return env
 
 
 def median(xs):

@@ -303,23 +303,27 @@ exit $code
 """
 
 
-def test_hot_rounds_repeat_and_a_change_between_rounds_is_caught(folder, tmp_path, klink_env):
-    """Round 1 moves much, so a second round runs; a hidden change after round 1 is caught."""
-    import sys
-
+def _second_round_with(wrapper: str, folder: Path, tmp_path: Path, klink_env: dict) -> dict:
+    """20 MiB more (round 1 moves much, so a round 2 runs) and `wrapper` as rsync on PATH."""
     (folder / "storage/data/big.bin").write_bytes(os.urandom(20 * 2**20))
     time.sleep(0.3)
     bindir = tmp_path / "bin"
     bindir.mkdir()
+    (bindir / "rsync").write_text(wrapper)
+    (bindir / "rsync").chmod(0o755)
+    return {**klink_env, "PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+def test_hot_rounds_repeat_and_a_change_between_rounds_is_caught(folder, tmp_path, klink_env):
+    """Round 1 moves much, so a second round runs; a hidden change after round 1 is caught."""
+    import sys
+
     target = folder / "storage/data/documents/030.bin"
-    wrapper = bindir / "rsync"
-    wrapper.write_text(REWRITE_AFTER_FIRST_ROUND.format(
+    env = _second_round_with(REWRITE_AFTER_FIRST_ROUND.format(
         data=folder / "storage/data", marker=tmp_path / "done", python=sys.executable,
         root=Path(__file__).resolve().parents[2], target=target, expected=tmp_path / "expected",
-    ))  # fmt: skip
-    wrapper.chmod(0o755)
+    ), folder, tmp_path, klink_env)  # fmt: skip
     set_running(klink_env, ALL)
-    env = {**klink_env, "PATH": f"{bindir}:{os.environ['PATH']}"}
     dest = tmp_path / "backup"
     proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json", env=env)
     report = json.loads(proc.stdout)
@@ -378,16 +382,10 @@ def test_a_later_hot_round_spares_the_older_snapshot(folder, tmp_path, klink_env
     run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
     first = latest(dest) / "folder/storage/data"
     before = tree(first)
-    (folder / "storage/data/big.bin").write_bytes(os.urandom(20 * 2**20))  # a second round
-    time.sleep(0.3)
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
     target = folder / "storage/data/documents/005.bin"
-    wrapper = bindir / "rsync"
-    wrapper.write_text(CHMOD_AFTER_FIRST_ROUND.format(
-        data=folder / "storage/data", marker=tmp_path / "done", target=target))  # fmt: skip
-    wrapper.chmod(0o755)
-    env = {**klink_env, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    env = _second_round_with(CHMOD_AFTER_FIRST_ROUND.format(
+        data=folder / "storage/data", marker=tmp_path / "done", target=target),
+        folder, tmp_path, klink_env)  # fmt: skip
     report = json.loads(run_cli("hot-cold", "--folder", folder, "--dest", dest, "--json",
                                 env=env).stdout)  # fmt: skip
     assert max(p["round"] for p in report["passes"] if p["phase"] == "hot") == 2
