@@ -151,3 +151,16 @@ def test_unknown_snapshot_name_is_bad_input(tmp_path, klink_env):
 
 def test_case_table_is_large_enough():
     assert len(CASES) + 1 >= 15
+
+
+def test_unknown_cut_in_klink_sync_disable_is_bad_input(tmp_path, klink_env):
+    """The benchmark's switch: a misspelt cut is refused before anything is stopped."""
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest,
+                   env={**klink_env, "KLINK_SYNC_DISABLE": "seed,paralel"}, check=2)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "KLINK_SYNC_DISABLE: unknown paralel" in lines[0]
+    assert sorted(Path(klink_env["FAKE_COMPOSE_STATE"]).read_text().split()) == ALL
+    assert not (dest / "snapshots").exists() or not any((dest / "snapshots").iterdir())
