@@ -158,7 +158,7 @@ class RunOptions:
     require_mount: bool = False
     allow_unclean_stop: bool = False
     hot_rounds: int = 3  # hot passes at most
-    hot_repeat_bytes: int = 16 * 2**20  # another hot round while the last moved this much
+    hot_repeat_bytes: int = 16 * 2**20  # another hot round when this much changed during one
     progress: Callable[[str, int, int, str], None] | None = None  # (what, bytes, %, rate)
     # Downtime cuts turned off, to measure what each one brings (scripts/bench.py;
     # KLINK_SYNC_DISABLE): rounds, seed, parallel, plain, write-back. Never needed otherwise.
@@ -166,6 +166,17 @@ class RunOptions:
 
 
 CUTS = ("rounds", "seed", "parallel", "plain", "write-back")
+WRITE_BACK_FROM = 128 * 2**20  # less waiting for the disk: the stop does not queue behind it
+
+
+def unwritten_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """Data written but not yet on disk, system-wide (Dirty + Writeback); None: unknown."""
+    try:
+        with open(meminfo, encoding="ascii") as src:
+            fields = dict(line.split(":", 1) for line in src if ":" in line)
+        return sum(int(fields[k].split()[0]) * 1024 for k in ("Dirty", "Writeback"))
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
 
 
 class Run:
@@ -228,17 +239,25 @@ class Run:
         return fileindex.lstat_file(path)
 
     def _complete(self, manifest: dict, when: float, suffix: str, move_latest: bool):
-        """Index, manifest (last), promotion: staging becomes a snapshot."""
-        fileindex.save(self.staging / destination.INDEX, self.cold_scans)
+        """Index (unless saved while the stack started), manifest (last), promotion."""
+        if not getattr(self, "index_saved", False):
+            fileindex.save(self.staging / destination.INDEX, self.cold_scans)
         destination.write_json_atomic(self.staging / destination.MANIFEST, manifest)
         return destination.promote(self.dest, when, suffix, move_latest)
 
     def _sums_while_starting(self) -> None:
-        """Hash the staged files while the stack starts (its slowest part, ~2 s of idle
-        waiting here), in a thread at the lowest CPU priority; the snapshot is these files."""
+        """Save the index and hash the staged files while the stack starts (its slowest
+        part, ~2 s of idle waiting here), in a thread at the lowest CPU priority; the
+        snapshot is these files. A failed save is tried again, and fails, in _complete."""
         self.early_sums: tuple | BaseException | None = None
 
         def work() -> None:
+            checksums.lowest_priority()
+            try:
+                fileindex.save(self.staging / destination.INDEX, self.cold_scans)
+                self.index_saved = True
+            except OSError:
+                pass
             try:
                 self.early_sums = checksums.compute(self.staging, self.latest_path, True)
             except (OSError, KlinkSyncError) as exc:
@@ -315,20 +334,23 @@ class Run:
         self.sources = resolve_sources(self.plan)
         self._check_apart()
         cold = sorted({c.volume.service for c in self.plan.volumes if c.cls is VolumeClass.COLD})
-        with ThreadPoolExecutor(max_workers=4) as pool:  # ~0.1 s each: side by side
+        # One walk of every source (the free-space estimate, and the first hot round's
+        # reference) beside the compose checks, ~0.1 s each: side by side.
+        walk_xattrs = self.plan.mode is Mode.HOT_COLD  # asked in case the stack runs
+        with ThreadPoolExecutor(max_workers=5) as pool:
             checks = [pool.submit(self.stack.check),
                       pool.submit(process.run, ("rsync", "--version")),
                       pool.submit(self.stack.container_ids, cold),  # for check_clean_stop
                       pool.submit(self.stack.running_services)]  # fmt: skip
+            walks = pool.submit(lambda: {u.dest: self._scan(u, xattrs=walk_xattrs)
+                                         for u in self.plan.units})  # fmt: skip
         for check in checks:
             check.result()  # the first failure in this order, whichever ended first
         self.before = checks[-1].result()
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
         self.cold_services = [s for s in cold if s in self.before]
         self.cold_ids = checks[2].result()
-        # One walk of every source: the free-space estimate, and the first hot round's reference.
-        hot = self.plan.mode is Mode.HOT_COLD and bool(self.before)
-        self.first_scans = {u.dest: self._scan(u, xattrs=hot) for u in self.plan.units}
+        self.first_scans = walks.result()
         self._open_destination()
         self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
@@ -374,35 +396,49 @@ class Run:
         # byte, but moves only what changed since (a database's untouched tables, say).
         units = self.plan.hot_units if "seed" in self.off else self.plan.hot_pass_units
         for round in range(1, self.hot_rounds + 1):
-            moved = 0
+            if round == 1:
+                scans = self.first_scans
+            else:
+                # Another round only pays when much changed during the last one: what
+                # changes during this one is left to the cold pass all the same.
+                scans = {u.dest: self._scan(u, not self.hot_refs[u.dest].xattrs,
+                                            self.hot_refs[u.dest]) for u in units}  # fmt: skip
+                pending = self._changed_bytes([u for u in units if u.hot], scans)
+                log.info("hot pass: %d bytes changed during round %d", pending, round - 1)
+                if pending < self.hot_repeat_bytes:
+                    break  # little left for the cold pass: stop now
             for unit in units:
                 src = self.sources[unit.dest]
                 reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
-                latest = self.latest_path
-                if round == 1:
-                    scan = self.first_scans[unit.dest]
-                else:
-                    scan = self._scan(unit, not reference.xattrs, reference)
-                    # Staging is full: no --link-dest (3x slower over many hard links), once
-                    # the copies of files changed since are gone (rsync would change a kept
-                    # file's attributes in place, through a hard link to an older snapshot).
-                    if self._drop_copies(landing(unit, src), reference.changed(scan)):
-                        latest = None
-                copied, stats = self._copy(Phase.HOT, unit, src, latest, round)
+                scan, latest = scans[unit.dest], self.latest_path
+                # Staging is full: no --link-dest (3x slower over many hard links), once
+                # the copies of files changed since are gone (rsync would change a kept
+                # file's attributes in place, through a hard link to an older snapshot).
+                if round > 1 and self._drop_copies(landing(unit, src), reference.changed(scan)):
+                    latest = None
+                copied, _ = self._copy(Phase.HOT, unit, src, latest, round)
                 reference.record(scan, None if round == 1 else copied)
-                if unit.hot:  # a running database rewrites its files all the time: not counted
-                    moved += stats.transferred_size
             if "write-back" not in self.off:  # the disk writes this round back meanwhile
                 threading.Thread(target=os.sync, name="write-back", daemon=True).start()
-            if moved < self.hot_repeat_bytes:
-                break  # little left for the cold pass: stop now
         self._write_back()
         self.phases[Phase.HOT.value] = time.monotonic() - began
+
+    def _changed_bytes(self, units: list[CopyUnit], scans: Mapping[str, fileindex.Scan]) -> int:
+        """Bytes of the files changed since their last hot copy (new ones included)."""
+        total = 0
+        for unit in units:
+            scan = scans[unit.dest]
+            total += sum(scan.files[rel][3] for rel in self.hot_refs[unit.dest].changed(scan))
+        return total
 
     def _write_back(self) -> None:
         """Flush what the hot pass wrote now: the database's fsyncs at its stop would
         otherwise wait behind gigabytes of it, inside the downtime."""
         if "write-back" in self.off:
+            return
+        waiting = unwritten_bytes()
+        if waiting is not None and waiting < WRITE_BACK_FROM:
+            log.info("hot pass: %d bytes wait for the disk, too few to flush now", waiting)
             return
         began = time.monotonic()
         os.sync()
@@ -473,13 +509,16 @@ class Run:
                 pass
         return True
 
-    def finish(self, times: Mapping[str, float], kind: str = "backup") -> Report:
-        """With the stack up again: index, manifest (last), promotion."""
+    def finish(
+        self, times: Mapping[str, float], kind: str = "backup", after: tuple[str, ...] | None = None
+    ) -> Report:
+        """With the stack up again: index, manifest (last), promotion. `after`: the services
+        the start's wait saw running (None: ask compose)."""
         self.phases[Phase.STOP.value] = times["stop_end"] - times["stop_begin"]
         self.phases[Phase.START.value] = times["start_end"] - times["start_begin"]
         downtime = times["start_end"] - times["stop_begin"]
         began = time.monotonic()
-        after = self.stack.running_services()
+        after = self.stack.running_services() if after is None else after
         report = Report(self.plan.mode, "ok", str(self.dest.root), None, downtime, self.phases,
                         self.before, after, tuple(self.passes), tuple(self.warnings))  # fmt: skip
         manifest = build_manifest(self.plan, report, self.sources, times)
@@ -502,7 +541,7 @@ class Run:
         with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as window:
             self.cold_pass(check_stop=True)
             window.on_start = self._sums_while_starting
-        return self.with_checksums(self.finish(window.times))
+        return self.with_checksums(self.finish(window.times, after=window.running_after))
 
     def with_checksums(self, report: Report) -> Report:
         """SHA256SUMS for `verify`, written with the stack up (never inside the stop).

@@ -75,7 +75,8 @@ class Plan:
             seeds = [u.dest for u in self.hot_pass_units if not u.hot]
             if seeds:
                 text += f"; seed (the cold pass corrects them): {', '.join(seeds)}"
-            steps.append(Step(Phase.HOT, text + "; again while a round moves 16 MiB or more"))
+            text += "; again while 16 MiB or more changed during a round"
+            steps.append(Step(Phase.HOT, text))
         steps += [
             Step(Phase.STOP, f"stop every service of project '{self.project_name}' "
                  f"(timeout {self.stop_timeout}s)"),

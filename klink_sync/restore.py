@@ -270,7 +270,7 @@ class Restore:
 def start_fresh(stack: Stack, services: Sequence[str], timeout: float = 300) -> None:
     """First start of a deployment restored into a folder that had none."""
     stack.up()
-    down = stack.wait_running(services, timeout)
+    down, _ = stack.wait_running(services, timeout)
     if down:
         raise RestartFailed(f"restored, but services did not start: {', '.join(down)}; "
                             f"see: {process.show(stack.argv('logs', *down))}")  # fmt: skip

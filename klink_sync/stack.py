@@ -72,20 +72,24 @@ class Stack:
         """Create (if needed) and start: a restored or new folder may have no containers."""
         self._run("up", "-d", *services)
 
-    def unhealthy(self, services: Sequence[str]) -> list[str]:
-        """Services not running, or with a healthcheck that does not yet say healthy."""
+    def health(self, services: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
+        """Services not running, or with a healthcheck that does not yet say healthy;
+        and every service that runs now."""
         ids = self._run("ps", "-q").stdout.split()  # the running containers
         if not ids:  # none, or a stand-in compose without Docker: ask compose itself
-            running = set(self.running_services())
-            return [s for s in services if s not in running]
+            running = self.running_services()
+            return [s for s in services if s not in running], running
         fmt = ('{{index .Config.Labels "com.docker.compose.service"}} {{.State.Running}} '
                "{{if .State.Health}}{{.State.Health.Status}}{{end}}")  # fmt: skip
         ok: dict[str, bool] = {}
+        runs: set[str] = set()
         out = process.run(("docker", "inspect", "--format", fmt, *ids)).stdout
         for service, running, *health in (line.split() for line in out.splitlines() if line):
             good = running == "true" and health in ([], ["healthy"])
             ok[service] = ok.get(service, True) and good
-        return [s for s in services if not ok.get(s, False)]
+            if running == "true":
+                runs.add(service)
+        return [s for s in services if not ok.get(s, False)], tuple(sorted(runs))
 
     def container_ids(self, services: Sequence[str]) -> list[str]:
         return self._run("ps", "-a", "-q", *services).stdout.split() if services else []
@@ -111,13 +115,16 @@ class Stack:
                 found.append(service)
         return sorted(set(found))
 
-    def wait_running(self, services: Sequence[str], timeout: float) -> list[str]:
-        """Wait until every service runs (and is healthy); return those that never did."""
+    def wait_running(
+        self, services: Sequence[str], timeout: float
+    ) -> tuple[list[str], tuple[str, ...]]:
+        """Wait until every service runs (and is healthy); return those that never did,
+        and every service running at the end."""
         deadline = time.monotonic() + timeout
         while True:
-            waiting = self.unhealthy(services)
+            waiting, running = self.health(services)
             if not waiting or time.monotonic() > deadline:
-                return waiting
+                return waiting, running
             time.sleep(0.1)
 
     def start_command(self, services: Sequence[str], recreate: bool = False) -> str:
@@ -164,6 +171,7 @@ class StopWindow:
     times: dict[str, float] = field(default_factory=dict)
     restart_on_error: bool = True  # a restore half done must not be started
     on_start: Callable[[], None] | None = None  # called as the start begins, if all went well
+    running_after: tuple[str, ...] | None = None  # seen by the wait after the start
 
 
 @contextmanager
@@ -200,21 +208,24 @@ def stopped_stack(
             else:
                 if not failed and window.on_start is not None:
                     window.on_start()
-                _start_again(stack, running, start_timeout, recreate)
+                window.running_after = _start_again(stack, running, start_timeout, recreate)
             times["start_end"] = time.time()
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is back up)")
 
 
-def _start_again(stack: Stack, running: Sequence[str], timeout: float, recreate: bool) -> None:
+def _start_again(
+    stack: Stack, running: Sequence[str], timeout: float, recreate: bool
+) -> tuple[str, ...] | None:
+    """Start `running` again and wait for it; the services running then (None: not asked)."""
     if not running:
         log.info("the stack was not running before: leaving it stopped")
-        return
+        return None
     log.info("starting again: %s", ", ".join(running))
-    error = ""
+    error, after = "", None
     try:
         stack.up(running) if recreate else stack.start(running)
-        down = stack.wait_running(running, timeout)
+        down, after = stack.wait_running(running, timeout)
     except KlinkSyncError as exc:
         error, down = str(exc), list(running)
     if down:
@@ -223,3 +234,4 @@ def _start_again(stack: Stack, running: Sequence[str], timeout: float, recreate:
             f"{' (' + error + ')' if error else ''}; start them now with: "
             f"{stack.start_command(running, recreate)}"
         )
+    return after

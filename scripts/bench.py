@@ -8,13 +8,13 @@ running, and measures, repetition after repetition in the same run:
   F        docker compose stop; docker compose up -d               (nothing copied)
   P        stop; cp -a of the whole folder to a fresh destination; up -d
   cold     klink-sync cold, fresh destination
-  bare-H1  the rsync and compose commands klink-sync runs (from its --dry-run),
-           as a plain shell script, fresh destination
   H1       klink-sync hot-cold, fresh destination
+  bare-H1  the rsync and compose commands klink-sync runs (from its --dry-run),
+           as a plain shell script, fresh destination, as many hot rounds as H1 ran
   rsnapshot-1, restic-1   peers, first run (fresh snapshot root / repository)
   ... then 1% of the pre-filled documents are rewritten (new content, same size) ...
-  bare-H2  the same script, incremental (--link-dest to its previous snapshot)
   H2       klink-sync hot-cold, incremental (same destination as H1)
+  bare-H2  the same script, incremental (--link-dest to its previous snapshot)
   rsnapshot-2, restic-2   peers, incremental
 
 Downtime is measured from outside: every compose command goes through a small
@@ -601,11 +601,8 @@ class Bench:
             arg = arg.replace(kd + "/.staging", staging)
             return re.sub(re.escape(kd) + r"/(?:snapshots/[^/]+|latest)", prev, arg)
 
-        # klink-sync repeats its hot pass while a round moved >= 16 MiB in hot units
-        # (seeds of cold units not counted), 3 rounds at most: the script does the same.
-        plan = json.loads(run(self.klink("plan", "--folder", self.folder, "--json"),
-                              env=self.klink_env).stdout)  # fmt: skip
-        hot_sources = {u["source"].rstrip("/") + "/" for u in plan["units"] if u["class"] == "hot"}
+        # klink-sync repeats its hot pass when a walk finds much changed during a round:
+        # the script runs as many rounds as klink-sync's run just before it ($1).
         out = shlex.quote(str(self.work / f"bare-{n}.out"))
         lines = ["#!/bin/bash", "# the rsync and compose commands of klink-sync, bare",
                  "set -u", f"cd {shlex.quote(str(self.folder))}", "fail=0",
@@ -614,10 +611,10 @@ class Bench:
         for phase, argv in cmds:
             argv = [fix(x) for x in argv]
             if phase == "hot" and not in_hot:
-                lines.append("for round in 1 2 3; do moved=0")
+                lines.append('for round in $(seq "${1:-1}"); do')
                 in_hot = True
             elif phase != "hot" and in_hot:
-                lines.append(f"[ $moved -lt {16 * MIB} ] && break; done")
+                lines.append("done")
                 in_hot = False
             if argv[0] == "rsync":
                 into = argv[-1]
@@ -627,9 +624,6 @@ class Bench:
                     lines.append(f"if [ $round = 1 ]; then {shlex.join(argv)} >{out}; "
                                  f"else {shlex.join(later)} >{out}; fi; c=$?; "
                                  "[ $c = 0 ] || [ $c = 23 ] || [ $c = 24 ] || exit $c")  # fmt: skip
-                    if argv[-2] in hot_sources:
-                        lines.append("moved=$((moved + $(sed -n 's/^Total transferred file "
-                                     f"size: \\([0-9]*\\).*/\\1/p' {out})))")  # fmt: skip
                 else:  # klink-sync's cold pass copies without -A -X: no xattr/ACL here
                     argv = ["-aH" if x == "-aHAX" else x for x in argv]
                     lines.append(f"{shlex.join(argv)} >/dev/null || fail=1")
@@ -653,11 +647,11 @@ class Bench:
         script.write_text("\n".join(lines) + "\n")
         return script
 
-    def bare(self, script: Path, bdest: Path) -> dict:
+    def bare(self, script: Path, bdest: Path, rounds: int) -> dict:
         bdest.mkdir(parents=True, exist_ok=True)
         before = du_bytes(bdest)[0]
-        _, rss, _ = timed(["bash", script])
-        return {"rss_kib": rss, "written": du_bytes(bdest)[0] - before}
+        _, rss, _ = timed(["bash", script, str(rounds)])
+        return {"rss_kib": rss, "written": du_bytes(bdest)[0] - before, "hot_rounds": rounds}
 
     def rsnapshot_conf(self, root: Path) -> Path:
         conf = self.work / f"rsnapshot-{root.name}.conf"
@@ -719,8 +713,8 @@ class Bench:
             rm_tree(d / "kcold")
             kd, bd = d / "klink", d / "bare"
             script = self.bare_script(kd, bd, 1)
-            self.measure("bare-H1", rep, self.bare, script, bd)
-            self.measure("H1", rep, self.klink_run, "hot-cold", kd)
+            h1 = self.measure("H1", rep, self.klink_run, "hot-cold", kd)
+            self.measure("bare-H1", rep, self.bare, script, bd, h1["hot_rounds"])
             if a.cuts:  # the cuts that matter most on a first run, each on a fresh destination
                 for cut in ("rounds", "seed", "write-back"):
                     self.measure(f"H1-no-{cut}", rep, self.klink_run, "hot-cold", d / "k1", cut)
@@ -733,8 +727,8 @@ class Bench:
                 f"({changed / MIB:.0f} MiB)")  # fmt: skip
             self.extra.setdefault("changed_bytes", []).append(changed)
             script = self.bare_script(kd, bd, 2)
-            self.measure("bare-H2", rep, self.bare, script, bd)
-            self.measure("H2", rep, self.klink_run, "hot-cold", kd)
+            h2 = self.measure("H2", rep, self.klink_run, "hot-cold", kd)
+            self.measure("bare-H2", rep, self.bare, script, bd, h2["hot_rounds"])
             if not a.skip_peers:
                 self.measure("rsnapshot-2", rep, self.rsnapshot, d / "rsnapshot")
                 self.measure("restic-2", rep, self.restic, d / "restic", False)
@@ -1121,9 +1115,9 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
     w("### klink-sync's own overhead (total wall time against the bare script)\n")
     w("The bare script (`bare-H1`, `bare-H2`) runs the rsync and compose commands that "
       "`klink-sync hot-cold --dry-run` prints for the same destination state: the hot rsyncs "
-      "of every volume (the database as a seed) with `--link-dest`, repeated by klink-sync's "
-      "own rule (another round while the hot volumes moved 16 MiB or more, 3 at most; later "
-      "rounds without `--link-dest`, as klink-sync runs them), "
+      "of every volume (the database as a seed) with `--link-dest`, as many rounds as "
+      "klink-sync's run just before it took (its walks decide: another round when 16 MiB or "
+      "more changed during one; later rounds without `--link-dest`, as klink-sync runs them), "
       "`stop -t 120`, the cold rsyncs one after the other, with `-aH` as klink-sync runs them "
       "here (the deployment holds no xattr or ACL), `start`, then a wait for every container "
       "running and healthy, polled every 0.1 s as klink-sync does; staging is renamed to a "
@@ -1142,7 +1136,7 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
 
     if col("H3", "downtime"):
         what = {
-            "rounds": "hot pass repeated while a round moves >= 16 MiB (off: one round)",
+            "rounds": "hot pass repeated while >= 16 MiB changed during a round (off: one round)",
             "seed": "hot pass seeds the database (off: database copied cold only)",
             "parallel": "cold units side by side (off: one after the other)",
             "plain": "cold pass without -A -X when no xattr/ACL exists (off: always -AX)",

@@ -132,7 +132,7 @@ def test_steps_hot_cold_order_and_texts(tmp_path: Path) -> None:
     assert texts[Phase.HOT] == (
         "copy while the stack runs: folder/storage/data, folder/storage/index; "
         "seed (the cold pass corrects them): folder, folder/storage/database; "
-        "again while a round moves 16 MiB or more"
+        "again while 16 MiB or more changed during a round"
     )
     assert texts[Phase.STOP] == "stop every service of project 'k-link' (timeout 42s)"
     assert texts[Phase.COLD].startswith(
