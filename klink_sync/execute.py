@@ -203,12 +203,15 @@ class Run:
     def _check_apart(self) -> None:
         destination.check_apart(self.dest.root, [s.path for s in self.sources.values()])
 
-    def _open_destination(self) -> None:
-        """latest, the previous run's index, a fresh staging folder, room for the copies."""
+    def _previous_walks(self) -> dict[str, fileindex.Scan]:
+        """latest, and the walks its run saved (read beside the compose checks)."""
         latest = self.dest.latest()
         self.latest_path = latest.path if latest else None
         index = self.latest_path / destination.INDEX if self.latest_path else None
-        self.previous = fileindex.load(index) if index else {}
+        return fileindex.load(index) if index else {}
+
+    def _open_destination(self) -> None:
+        """A fresh staging folder, room for the copies."""
         self.staging = destination.fresh_staging(self.dest)
         destination.check_free_space(self.dest.root, self._bytes_needed())
 
@@ -335,30 +338,42 @@ class Run:
         self._check_apart()
         cold = sorted({c.volume.service for c in self.plan.volumes if c.cls is VolumeClass.COLD})
         # One walk of every source (the free-space estimate, and the first hot round's
-        # reference) beside the compose checks, ~0.1 s each: side by side.
-        walk_xattrs = self.plan.mode is Mode.HOT_COLD  # asked in case the stack runs
-        with ThreadPoolExecutor(max_workers=5) as pool:
-            checks = [pool.submit(self.stack.check),
-                      pool.submit(process.run, ("rsync", "--version")),
+        # reference) beside the compose calls (~0.1 s each; both check the compose files
+        # as `config -q` does), side by side.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            checks = [pool.submit(process.run, ("rsync", "--version")),
                       pool.submit(self.stack.container_ids, cold),  # for check_clean_stop
                       pool.submit(self.stack.running_services)]  # fmt: skip
-            walks = pool.submit(lambda: {u.dest: self._scan(u, xattrs=walk_xattrs)
-                                         for u in self.plan.units})  # fmt: skip
+            walks = pool.submit(self._first_walks)
         for check in checks:
             check.result()  # the first failure in this order, whichever ended first
         self.before = checks[-1].result()
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
         self.cold_services = [s for s in cold if s in self.before]
-        self.cold_ids = checks[2].result()
-        self.first_scans = walks.result()
+        self.cold_ids = checks[1].result()
+        self.previous, self.first_scans = walks.result()
         self._open_destination()
         self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
 
+    def _first_walks(self) -> tuple[dict[str, fileindex.Scan], dict[str, fileindex.Scan]]:
+        """The previous run's walks, then this run's first: xattrs are asked (in case the
+        stack runs, for a hot pass) except of files unchanged since a walk that found none."""
+        previous = self._previous_walks()
+        xattrs = self.plan.mode is Mode.HOT_COLD
+        scans = {}
+        for unit in self.plan.units:
+            prev = previous.get(unit.dest)
+            if prev is None or prev.root != self.sources[unit.dest].path or prev.xattrs:
+                prev = None
+            scans[unit.dest] = self._scan(unit, xattrs, prev)
+        return previous, scans
+
     def _scan(
-        self, unit: CopyUnit, xattrs: bool = False, known: fileindex.HotReference | None = None
-    ) -> fileindex.Scan:
+        self, unit: CopyUnit, xattrs: bool = False,
+        known: fileindex.HotReference | fileindex.Scan | None = None,
+    ) -> fileindex.Scan:  # fmt: skip
         """A walk of the unit's source; see fileindex.scan for `xattrs`."""
         return fileindex.scan(self.sources[unit.dest].path, unit.excludes, xattrs,
                               known.unchanged if known is not None else None)  # fmt: skip

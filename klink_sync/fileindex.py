@@ -193,7 +193,7 @@ def write_null_list(path: Path, names: Sequence[str]) -> None:
 
 def save(path: Path, scans: Mapping[str, Scan]) -> None:
     data = {
-        key: {"root": s.root, "started_ns": s.started_ns, "files": s.files}
+        key: {"root": s.root, "started_ns": s.started_ns, "xattrs": s.xattrs, "files": s.files}
         for key, s in scans.items()
     }
     with gzip.open(path, "wt", compresslevel=1, encoding="utf-8",
@@ -208,13 +208,11 @@ def load(path: Path) -> dict[str, Scan]:
             data = json.load(src)
         return {
             key: Scan(str(v["root"]), int(v["started_ns"]),
-                      {str(k): _state(s) for k, s in v["files"].items()})
+                      {str(k): (int(i), int(c), int(m), int(n))
+                       for k, (i, c, m, n) in v["files"].items()},
+                      v.get("xattrs") is not False)  # older indexes: not asked
             for key, v in data.items()
         }  # fmt: skip
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
-
-def _state(value: object) -> FileState:
-    ino, ctime, mtime, size = (int(x) for x in value)  # type: ignore[union-attr]
-    return (ino, ctime, mtime, size)

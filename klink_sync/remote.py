@@ -762,6 +762,9 @@ class RemoteRun(Run):
         """On this very host (a loopback name), a destination inside a source copies itself."""
         check_apart(self.dest, [s.path for s in self.sources.values()])
 
+    def _previous_walks(self) -> dict[str, fileindex.Scan]:
+        return {}  # read over ssh in _open_destination: the first walk asks every xattr
+
     def _open_destination(self) -> None:
         listing = self.dest.listing()
         latest = self.dest.latest(listing)

@@ -54,9 +54,6 @@ class Stack:
     def _run(self, *args: str) -> process.Result:
         return process.run(self.argv(*args), cwd=self.folder, env=self.env)
 
-    def check(self) -> None:
-        self._run("config", "-q")
-
     def running_services(self) -> tuple[str, ...]:
         out = self._run("ps", "--services", "--filter", "status=running").stdout
         return tuple(sorted({line.strip() for line in out.splitlines() if line.strip()}))

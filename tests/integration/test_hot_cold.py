@@ -220,6 +220,20 @@ def test_attribute_changes_after_the_hot_pass_reach_only_the_new_snapshot(
     assert (first / rel).stat().st_ino == (second / rel).stat().st_ino
 
 
+def test_an_xattr_set_between_runs_reaches_the_next_snapshot_only(folder, tmp_path, klink_env):
+    """The first run's walks found no xattr, so the next asks only files changed since:
+    setting one changes the file's ctime, so it is asked, found and copied."""
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    first = latest(dest) / "folder/storage/data/documents/003.bin"
+    os.setxattr(folder / "storage/data/documents/003.bin", "user.klink", b"late")
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    second = latest(dest) / "folder/storage/data/documents/003.bin"
+    assert os.getxattr(second, "user.klink") == b"late"
+    assert "user.klink" not in os.listxattr(first)
+
+
 def test_owners_modes_links_xattrs_survive(folder, tmp_path, klink_env):
     data = folder / "storage/data"
     special = data / "special"

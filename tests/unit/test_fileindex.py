@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from klink_sync import fileindex
 from klink_sync.fileindex import (
     RACY_NS,
     HotReference,
@@ -354,6 +355,35 @@ def test_save_load_round_trip_of_a_real_scan(tmp_path: Path) -> None:
     loaded = load(tmp_path / "index.gz")["folder"]
     assert loaded == walk
     assert loaded.files[BAD] == state_of(os.lstat(os.fsencode(str(root)) + b"/bad\xff"))
+
+
+def test_the_index_keeps_whether_a_walk_found_no_xattr(tmp_path: Path) -> None:
+    """A walk that asked and found none lets the next run skip asking unchanged files; an
+    index without the key (an older run's) trusts nothing."""
+    scans = {"asked": Scan("/a", 5, {}, xattrs=False), "not-asked": Scan("/b", 5, {})}
+    save(tmp_path / "index.gz", scans)
+    loaded = load(tmp_path / "index.gz")
+    assert loaded["asked"].xattrs is False and loaded["not-asked"].xattrs is True
+    older = {"folder": {"root": "/a", "started_ns": 5, "files": {}}}
+    (tmp_path / "old.gz").write_bytes(gzip.compress(json.dumps(older).encode()))
+    assert load(tmp_path / "old.gz")["folder"].xattrs is True
+
+
+def test_a_walk_asks_the_xattrs_of_changed_files_only(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "src"
+    put(root / "same", 1)
+    put(root / "changed", 2)
+    time.sleep(0.3)  # past the racy window
+    first = scan(str(root), xattrs=True)
+    assert first.xattrs is False
+    os.chmod(root / "changed", 0o600)  # moves its ctime, as setting an xattr would
+    asked = []
+    real = fileindex.has_xattrs
+    monkeypatch.setattr(fileindex, "has_xattrs", lambda path: asked.append(path) or real(path))
+    assert scan(str(root), xattrs=True, known=first.unchanged).xattrs is False
+    assert str(root / "changed") in asked and str(root / "same") not in asked
+    os.setxattr(root / "changed", "user.k", b"1")
+    assert scan(str(root), xattrs=True, known=first.unchanged).xattrs is True
 
 
 def test_load_missing_file(tmp_path: Path) -> None:
