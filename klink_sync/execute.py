@@ -410,33 +410,46 @@ class Run:
         # Cold volumes are copied too, as a seed only: the strict cold pass corrects every
         # byte, but moves only what changed since (a database's untouched tables, say).
         units = self.plan.hot_units if "seed" in self.off else self.plan.hot_pass_units
+        scans = self.first_scans
         for round in range(1, self.hot_rounds + 1):
-            if round == 1:
-                scans = self.first_scans
-            else:
+            if round > 1:
                 # Another round only pays when much changed during the last one: what
                 # changes during this one is left to the cold pass all the same.
-                scans = {u.dest: self._scan(u, not self.hot_refs[u.dest].xattrs,
-                                            self.hot_refs[u.dest]) for u in units}  # fmt: skip
                 pending = self._changed_bytes([u for u in units if u.hot], scans)
                 log.info("hot pass: %d bytes changed during round %d", pending, round - 1)
                 if pending < self.hot_repeat_bytes:
                     break  # little left for the cold pass: stop now
-            for unit in units:
-                src = self.sources[unit.dest]
-                reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
-                scan, latest = scans[unit.dest], self.latest_path
-                # Staging is full: no --link-dest (3x slower over many hard links), once
-                # the copies of files changed since are gone (rsync would change a kept
-                # file's attributes in place, through a hard link to an older snapshot).
-                if round > 1 and self._drop_copies(landing(unit, src), reference.changed(scan)):
-                    latest = None
-                copied, _ = self._copy(Phase.HOT, unit, src, latest, round)
-                reference.record(scan, None if round == 1 else copied)
+            again = round < self.hot_rounds
+            walks = self._side_by_side([functools.partial(
+                self._hot_unit, unit, round, scans[unit.dest], again) for unit in units])
+            scans = {unit.dest: walk for unit, walk in zip(units, walks, strict=True)}
             if "write-back" not in self.off:  # the disk writes this round back meanwhile
                 threading.Thread(target=os.sync, name="write-back", daemon=True).start()
         self._write_back()
         self.phases[Phase.HOT.value] = time.monotonic() - began
+
+    def _hot_unit(
+        self, unit: CopyUnit, round: int, scan: fileindex.Scan, walk_after: bool
+    ) -> fileindex.Scan | None:
+        """One unit's hot copy, `scan` its reference; then, if another round may follow,
+        a walk of it (what decides that round, and its reference) while others still copy."""
+        src = self.sources[unit.dest]
+        reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
+        latest = self.latest_path
+        # Staging is full: no --link-dest (3x slower over many hard links), once the
+        # copies of files changed since are gone (rsync would change a kept file's
+        # attributes in place, through a hard link to an older snapshot).
+        if round > 1 and self._drop_copies(landing(unit, src), reference.changed(scan)):
+            latest = None
+        copied, _ = self._copy(Phase.HOT, unit, src, latest, round)
+        reference.record(scan, None if round == 1 else copied)
+        return self._scan(unit, not reference.xattrs, reference) if walk_after else None
+
+    def _side_by_side(self, jobs: list[Callable]) -> list:
+        """The units of a pass side by side: the pass takes its slowest unit's time."""
+        if "parallel" in self.off:
+            return [job() for job in jobs]
+        return process.run_many(jobs)
 
     def _changed_bytes(self, units: list[CopyUnit], scans: Mapping[str, fileindex.Scan]) -> int:
         """Bytes of the files changed since their last hot copy (new ones included)."""
@@ -469,11 +482,7 @@ class Run:
         jobs: list = [functools.partial(self._cold_unit, unit) for unit in self.plan.units]
         if check_stop:
             jobs.append(self.check_clean_stop)
-        if "parallel" in self.off:
-            for job in jobs:
-                job()
-        else:
-            process.run_many(jobs)
+        self._side_by_side(jobs)
         self.phases[Phase.COLD.value] = time.monotonic() - began
 
     def _cold_unit(self, unit: CopyUnit) -> None:

@@ -577,6 +577,7 @@ class Bench:
                                if ps.get("phase") == "hot"] or [0]),  # fmt: skip
             "snapshot": report.get("snapshot"),
             "warnings": report.get("warnings", []),
+            "wrote_back": "written back to disk" in p.stderr,  # its sync before the stop
         }
 
     def bare_script(self, kdest: Path, bdest: Path, n: int) -> Path:
@@ -602,7 +603,8 @@ class Bench:
             return re.sub(re.escape(kd) + r"/(?:snapshots/[^/]+|latest)", prev, arg)
 
         # klink-sync repeats its hot pass when a walk finds much changed during a round:
-        # the script runs as many rounds as klink-sync's run just before it ($1).
+        # the script runs as many rounds as klink-sync's run just before it ($1), and
+        # flushes to disk before the stop ($2 = 1) if that run did.
         out = shlex.quote(str(self.work / f"bare-{n}.out"))
         lines = ["#!/bin/bash", "# the rsync and compose commands of klink-sync, bare",
                  "set -u", f"cd {shlex.quote(str(self.folder))}", "fail=0",
@@ -614,7 +616,7 @@ class Bench:
                 lines.append('for round in $(seq "${1:-1}"); do')
                 in_hot = True
             elif phase != "hot" and in_hot:
-                lines.append("done")
+                lines.append('done; [ "${2:-0}" = 1 ] && sync')
                 in_hot = False
             if argv[0] == "rsync":
                 into = argv[-1]
@@ -647,11 +649,14 @@ class Bench:
         script.write_text("\n".join(lines) + "\n")
         return script
 
-    def bare(self, script: Path, bdest: Path, rounds: int) -> dict:
+    def bare(self, script: Path, bdest: Path, like: dict) -> dict:
+        """The script, as many hot rounds as the klink-sync run `like`, and its sync."""
         bdest.mkdir(parents=True, exist_ok=True)
         before = du_bytes(bdest)[0]
-        _, rss, _ = timed(["bash", script, str(rounds)])
-        return {"rss_kib": rss, "written": du_bytes(bdest)[0] - before, "hot_rounds": rounds}
+        rounds, wrote_back = like["hot_rounds"], like["wrote_back"]
+        _, rss, _ = timed(["bash", script, str(rounds), "1" if wrote_back else "0"])
+        return {"rss_kib": rss, "written": du_bytes(bdest)[0] - before, "hot_rounds": rounds,
+                "wrote_back": wrote_back}  # fmt: skip
 
     def rsnapshot_conf(self, root: Path) -> Path:
         conf = self.work / f"rsnapshot-{root.name}.conf"
@@ -714,9 +719,9 @@ class Bench:
             kd, bd = d / "klink", d / "bare"
             script = self.bare_script(kd, bd, 1)
             h1 = self.measure("H1", rep, self.klink_run, "hot-cold", kd)
-            self.measure("bare-H1", rep, self.bare, script, bd, h1["hot_rounds"])
+            self.measure("bare-H1", rep, self.bare, script, bd, h1)
             if a.cuts:  # the cuts that matter most on a first run, each on a fresh destination
-                for cut in ("rounds", "seed", "write-back"):
+                for cut in ("rounds", "seed", "parallel", "write-back"):
                     self.measure(f"H1-no-{cut}", rep, self.klink_run, "hot-cold", d / "k1", cut)
                     rm_tree(d / "k1")
             if not a.skip_peers:
@@ -728,7 +733,7 @@ class Bench:
             self.extra.setdefault("changed_bytes", []).append(changed)
             script = self.bare_script(kd, bd, 2)
             h2 = self.measure("H2", rep, self.klink_run, "hot-cold", kd)
-            self.measure("bare-H2", rep, self.bare, script, bd, h2["hot_rounds"])
+            self.measure("bare-H2", rep, self.bare, script, bd, h2)
             if not a.skip_peers:
                 self.measure("rsnapshot-2", rep, self.rsnapshot, d / "rsnapshot")
                 self.measure("restic-2", rep, self.restic, d / "restic", False)
@@ -1117,13 +1122,14 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
       "`klink-sync hot-cold --dry-run` prints for the same destination state: the hot rsyncs "
       "of every volume (the database as a seed) with `--link-dest`, as many rounds as "
       "klink-sync's run just before it took (its walks decide: another round when 16 MiB or "
-      "more changed during one; later rounds without `--link-dest`, as klink-sync runs them), "
-      "`stop -t 120`, the cold rsyncs one after the other, with `-aH` as klink-sync runs them "
+      "more changed during one; later rounds without `--link-dest`, as klink-sync runs them; "
+      "one after the other, where klink-sync runs a round's volumes side by side), `sync` if "
+      "that run flushed to disk before its stop (it does when 128 MiB or more wait for the "
+      "disk), `stop -t 120`, the cold rsyncs one after the other, with `-aH` as klink-sync runs them "
       "here (the deployment holds no xattr or ACL), `start`, then a wait for every container "
       "running and healthy, polled every 0.1 s as klink-sync does; staging is renamed to a "
       "snapshot at the end. It does not do klink-sync's preflight (compose checks, one stat "
-      "walk, locks), its ctime walks, the write-back to disk before the stop, the manifest "
-      "or SHA256SUMS.\n")  # fmt: skip
+      "walk, locks), its ctime walks, the manifest or SHA256SUMS.\n")  # fmt: skip
     w("| ratio | per repetition | median |")
     w("|---|---|---|")
     w(f"| H1 wall / bare-H1 wall | {', '.join(fr(x) for x in ov1) or '–'} | {fr(median(ov1))} |")
@@ -1138,7 +1144,7 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
         what = {
             "rounds": "hot pass repeated while >= 16 MiB changed during a round (off: one round)",
             "seed": "hot pass seeds the database (off: database copied cold only)",
-            "parallel": "cold units side by side (off: one after the other)",
+            "parallel": "the units of each pass side by side, hot and cold (off: one after the other)",
             "plain": "cold pass without -A -X when no xattr/ACL exists (off: always -AX)",
             "write-back": "hot pass written to disk before the stop (off: no sync)",
         }
