@@ -64,6 +64,7 @@ SERVICES = ("database", "engine", "kbox")
 CUTS = ("rounds", "seed", "parallel", "plain", "write-back")  # klink_sync.execute.CUTS
 GIB = 1 << 30
 MIB = 1 << 20
+REST_AFTER_CLEANUP = 10  # seconds of rest once a repetition's destinations are removed
 
 
 def log(msg: str) -> None:
@@ -375,7 +376,7 @@ class Bench:
         a = self.a
         self.work.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work, 0o700)
-        need = int((a.docs_gib * GIB + a.db_mib * MIB) * 7 + 4 * GIB)
+        need = int((a.docs_gib * GIB + a.db_mib * MIB) * 13 + 4 * GIB)  # a repetition's copies
         free = shutil.disk_usage(self.work).free
         if free < need:
             raise BenchError(f"{self.work}: {free / GIB:.1f} GiB free, the run needs about "
@@ -712,18 +713,18 @@ class Bench:
             d = self.work / f"r{rep}"
             d.mkdir()
             self.measure("F", rep, self.floor)
+            # no destination is removed before the repetition ends: a measured run right
+            # after a large delete writes markedly slower (seconds, on ext4 here)
             self.measure("P", rep, self.plain, d / "plain")
-            rm_tree(d / "plain")
             self.measure("cold", rep, self.klink_run, "cold", d / "kcold")
-            rm_tree(d / "kcold")
             kd, bd = d / "klink", d / "bare"
             script = self.bare_script(kd, bd, 1)
             h1 = self.measure("H1", rep, self.klink_run, "hot-cold", kd)
             self.measure("bare-H1", rep, self.bare, script, bd, h1)
             if a.cuts:  # the cuts that matter most on a first run, each on a fresh destination
                 for cut in ("rounds", "seed", "parallel", "write-back"):
-                    self.measure(f"H1-no-{cut}", rep, self.klink_run, "hot-cold", d / "k1", cut)
-                    rm_tree(d / "k1")
+                    self.measure(f"H1-no-{cut}", rep, self.klink_run, "hot-cold",
+                                 d / f"k1-{cut}", cut)  # fmt: skip
             if not a.skip_peers:
                 self.measure("rsnapshot-1", rep, self.rsnapshot, d / "rsnapshot")
                 self.measure("restic-1", rep, self.restic, d / "restic", True)
@@ -743,11 +744,14 @@ class Bench:
                 for cut in ["", *CUTS]:
                     self.measure(f"H3-no-{cut}" if cut else "H3", rep, self.klink_run,
                                  "hot-cold", kd, cut)  # fmt: skip
-            for sub in ("bare", "rsnapshot", "restic"):
-                rm_tree(d / sub)
+            for sub in d.iterdir():
+                if sub != kd:
+                    rm_tree(sub)
             if keep is not None:
                 rm_tree(keep.parent)
             keep = kd
+            run(["sync"])
+            time.sleep(REST_AFTER_CLEANUP)  # before the next repetition's F and P
         self.kept_dest = keep
 
     def second_snapshot(self) -> None:
@@ -1040,7 +1044,10 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
             order.append(r["method"])
     w(f"- repetitions: {a.reps}; every method once per repetition, in this order: "
       + ", ".join(order) + " (the 1% change between the first runs and the incremental ones); "
-      f"before each: `sync`, the stack up, then {a.settle:g} s of rest\n")
+      f"before each: `sync`, the stack up, then {a.settle:g} s of rest; every destination of a "
+      "repetition is removed only at its end (then `sync` and "
+      f"{REST_AFTER_CLEANUP} s of rest): a run right after a large delete writes markedly "
+      "slower here, and no measured copy follows one\n")
 
     w("## How it is measured\n")
     w("- **downtime**: every compose command (klink-sync's too, through "
