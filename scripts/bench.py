@@ -1018,8 +1018,8 @@ def write_report(b: Bench, out: Path, machine: dict, timing: dict) -> None:
       f"{machine['restic']}, {machine['rsnapshot']}")  # fmt: skip
     w(f"- klink-sync: working tree at `{machine['git']}` (code copied at the start of the run, "
       f"digest {b.code_digest}: later edits by others did not reach this run)")  # fmt: skip
-    w("- **The machine is shared and noisy**: other engineers ran tests (Docker stacks, rsync) "
-      "during this run; read min/max, not only medians.\n")
+    w("- **The machine is shared and noisy** (a virtual machine; other work may run on its "
+      "host and on it): read min/max, not only medians.\n")
     s0, s1 = b.size_start, getattr(b, "size_end", None)
     w("## Sizes\n")
     w(f"- documents pre-filled: {a.files} files, {human(a.docs_gib * GIB)} of random data "
