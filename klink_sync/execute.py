@@ -196,6 +196,10 @@ class Run:
         self.warnings: list[str] = []
         self.phases: dict[str, float] = {}
         self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
+        # what the thread started with the stack's start hands to finish (local only)
+        self.sums_thread: threading.Thread | None = None
+        self.early_sums: tuple | BaseException | None = None
+        self.index_saved = False
 
     # --- The destination's side of a run, for a local folder. remote.RemoteRun (ssh) overrides
     # --- these methods and _drop_copies (and extends hot_pass with one walk of its staging).
@@ -243,7 +247,7 @@ class Run:
 
     def _complete(self, manifest: dict, when: float, suffix: str, move_latest: bool):
         """Index (unless saved while the stack started), manifest (last), promotion."""
-        if not getattr(self, "index_saved", False):
+        if not self.index_saved:
             fileindex.save(self.staging / destination.INDEX, self.cold_scans)
         destination.write_json_atomic(self.staging / destination.MANIFEST, manifest)
         return destination.promote(self.dest, when, suffix, move_latest)
@@ -252,7 +256,6 @@ class Run:
         """Save the index and hash the staged files while the stack starts (its slowest
         part, ~2 s of idle waiting here), in a thread at the lowest CPU priority; the
         snapshot is these files. A failed save is tried again, and fails, in _complete."""
-        self.early_sums: tuple | BaseException | None = None
 
         def work() -> None:
             checksums.lowest_priority()
@@ -271,12 +274,11 @@ class Run:
 
     def _await_sums(self) -> None:
         """Before the promotion renames the staging folder under the hashing thread."""
-        thread = getattr(self, "sums_thread", None)
-        if thread is not None:
-            thread.join()
+        if self.sums_thread is not None:
+            self.sums_thread.join()
 
     def _write_sums(self, name: str) -> checksums.ChecksumResult:
-        computed = getattr(self, "early_sums", None)
+        computed = self.early_sums
         if isinstance(computed, BaseException):
             raise computed
         return checksums.write_sums(self.dest.snapshots_dir / name, self.latest_path, computed)

@@ -60,8 +60,9 @@ SAMPLE = ROOT / "scripts" / "sample-stack"
 sys.path.insert(0, str(SAMPLE))
 from check import read_env  # noqa: E402 (the sample stack's .env reader)
 
+from klink_sync.execute import CUTS  # noqa: E402 (the downtime cuts KLINK_SYNC_DISABLE knows)
+
 SERVICES = ("database", "engine", "kbox")
-CUTS = ("rounds", "seed", "parallel", "plain", "write-back")  # klink_sync.execute.CUTS
 GIB = 1 << 30
 MIB = 1 << 20
 REST_AFTER_CLEANUP = 10  # seconds of rest once a repetition's destinations are removed

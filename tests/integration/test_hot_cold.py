@@ -189,6 +189,15 @@ def test_next_run_catches_hidden_change_without_touching_older_snapshot(
     assert (first / "folder" / rel).read_bytes() == old
 
 
+def _first_snapshot_of_data(folder: Path, tmp_path: Path, klink_env: dict):
+    """A first hot-cold run: the destination, its storage/data and that tree's state."""
+    set_running(klink_env, ALL)
+    dest = tmp_path / "backup"
+    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+    first = latest(dest) / "folder/storage/data"
+    return dest, first, tree(first)
+
+
 ATTRIBUTE_CHANGES = {
     # a tree with no xattr at all: the cold pass may copy it without -A -X
     "chmod-only": "chmod 600 {docs}/005.bin && chown 1234 {docs}/006.bin",
@@ -204,11 +213,7 @@ def test_attribute_changes_after_the_hot_pass_reach_only_the_new_snapshot(
 ):
     """Attributes change between the hot and the cold pass of a second run, on files the
     hot pass hard-linked to the first snapshot: the new snapshot has them, the first not."""
-    set_running(klink_env, ALL)
-    dest = tmp_path / "backup"
-    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
-    first = latest(dest) / "folder/storage/data"
-    before = tree(first)
+    dest, first, before = _first_snapshot_of_data(folder, tmp_path, klink_env)
     docs = folder / "storage/data/documents"
     klink_env["FAKE_COMPOSE_ON_STOP"] = ATTRIBUTE_CHANGES[change].format(docs=docs)
     run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
@@ -412,11 +417,7 @@ def test_a_later_hot_round_spares_the_older_snapshot(folder, tmp_path, klink_env
     """Round 2 copies without --link-dest into a staging folder whose files round 1
     hard-linked to the first snapshot: a mode changed between the rounds reaches the new
     snapshot only."""
-    set_running(klink_env, ALL)
-    dest = tmp_path / "backup"
-    run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
-    first = latest(dest) / "folder/storage/data"
-    before = tree(first)
+    dest, first, before = _first_snapshot_of_data(folder, tmp_path, klink_env)
     target = folder / "storage/data/documents/005.bin"
     env = _second_round_with(CHMOD_AFTER_FIRST_ROUND.format(
         data=folder / "storage/data", marker=tmp_path / "done", target=target,
