@@ -136,3 +136,23 @@ def test_a_killed_database_fails_the_run_unless_allowed(fresh_stack, tmp_path):
     assert manifest["unsafe"] is True
     assert any("did not stop cleanly" in w for w in manifest["warnings"])
     assert stack.running() == SERVICES
+
+
+def test_a_compose_file_compose_rejects_fails_before_anything(
+    sample_stack, compose_cmd, dest, tmp_path
+):
+    """A key Compose does not allow: its own check (the preflight's `ps`) refuses the file in
+    one line naming it and the key; nothing is stopped and no snapshot is added."""
+    folder = tmp_path / "bogus"
+    (folder / "storage/database").mkdir(parents=True)
+    (folder / "docker-compose.yml").write_text(
+        "services:\n  database:\n    image: klink-sample/database:latest\n    bogus: 1\n"
+        "    volumes:\n      - ./storage/database:/var/lib/mysql\n"
+    )
+    before = _state(dest)
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", dest, check=1,
+                   env={"KLINK_SYNC_COMPOSE": compose_cmd})  # fmt: skip
+    line = error_line(proc.stderr)
+    assert str(folder / "docker-compose.yml") in line and "bogus" in line, line
+    assert _state(dest) == before
+    assert running_services(sample_stack, compose_cmd) == SERVICES
