@@ -221,14 +221,9 @@ def write_sums_file(snapshot: Path, entries: Mapping[bytes, str]) -> None:
     os.replace(tmp, final)
 
 
-def write_sums(
-    snapshot: Path,
-    previous: Path | None = None,
-    computed: tuple[dict[bytes, str], ChecksumResult] | None = None,
-) -> ChecksumResult:
-    """Compute (unless `computed` already, from the same files) and write
-    SNAPSHOT/SHA256SUMS; `previous` is the snapshot linked against."""
-    entries, result = computed or compute(snapshot, previous)
+def write_sums(snapshot: Path, previous: Path | None = None) -> ChecksumResult:
+    """Compute and write SNAPSHOT/SHA256SUMS; `previous` is the snapshot linked against."""
+    entries, result = compute(snapshot, previous)
     write_sums_file(snapshot, entries)
     return result
 

@@ -150,6 +150,20 @@ def dry_run_commands(plan: Plan, dest: Destination, stack: Stack, sources: Mappi
     yield Phase.START, stack.argv("start", "<services running before>")
 
 
+class _Countdown:
+    """Calls `then` once, when it has been told `count` times (from any thread)."""
+
+    def __init__(self, count: int, then: Callable[[], None]) -> None:
+        self.left, self.then, self.lock = count, then, threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            self.left -= 1
+            last = self.left == 0
+        if last:
+            self.then()
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run, beyond the Plan: the config's safety and tuning knobs, and the UI."""
@@ -198,7 +212,7 @@ class Run:
         self.unsafe = False  # a database was killed at the stop and allow_unclean_stop is set
         # what the thread started with the stack's start hands to finish (local only)
         self.sums_thread: threading.Thread | None = None
-        self.early_sums: tuple | BaseException | None = None
+        self.early_sums: checksums.ChecksumResult | BaseException | None = None
         self.index_saved = False
 
     # --- The destination's side of a run, for a local folder. remote.RemoteRun (ssh) overrides
@@ -253,9 +267,10 @@ class Run:
         return destination.promote(self.dest, when, suffix, move_latest)
 
     def _sums_while_starting(self) -> None:
-        """Save the index and hash the staged files while the stack starts (its slowest
-        part, ~2 s of idle waiting here), in a thread at the lowest CPU priority; the
-        snapshot is these files. A failed save is tried again, and fails, in _complete."""
+        """Save the index, hash the staged files and write SHA256SUMS while the stack
+        starts (its slowest part, ~2 s of idle waiting here), in a thread at the lowest CPU
+        priority; the snapshot is these files. A failed save is tried again, and fails, in
+        _complete; failed checksums are a warning (with_checksums)."""
 
         def work() -> None:
             checksums.lowest_priority()
@@ -265,7 +280,9 @@ class Run:
             except OSError:
                 pass
             try:
-                self.early_sums = checksums.compute(self.staging, self.latest_path, True)
+                entries, result = checksums.compute(self.staging, self.latest_path, True)
+                checksums.write_sums_file(self.staging, entries)  # promoted with the rest
+                self.early_sums = result
             except (OSError, KlinkSyncError) as exc:
                 self.early_sums = exc
 
@@ -278,10 +295,12 @@ class Run:
             self.sums_thread.join()
 
     def _write_sums(self, name: str) -> checksums.ChecksumResult:
-        computed = self.early_sums
-        if isinstance(computed, BaseException):
-            raise computed
-        return checksums.write_sums(self.dest.snapshots_dir / name, self.latest_path, computed)
+        done = self.early_sums
+        if isinstance(done, BaseException):
+            raise done
+        if done is not None:
+            return done  # written into staging while the stack started
+        return checksums.write_sums(self.dest.snapshots_dir / name, self.latest_path)
 
     # --- the run itself
 
@@ -340,19 +359,19 @@ class Run:
         self._check_apart()
         cold = sorted({c.volume.service for c in self.plan.volumes if c.cls is VolumeClass.COLD})
         # One walk of every source (the free-space estimate, and the first hot round's
-        # reference) beside the compose calls (~0.1 s each; both check the compose files
-        # as `config -q` does), side by side.
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        # reference) beside the compose call (it checks the compose files as `config -q`
+        # does), side by side.
+        with ThreadPoolExecutor(max_workers=3) as pool:
             checks = [pool.submit(process.run, ("rsync", "--version")),
-                      pool.submit(self.stack.container_ids, cold),  # for check_clean_stop
-                      pool.submit(self.stack.running_services)]  # fmt: skip
+                      pool.submit(self.stack.survey)]  # fmt: skip
             walks = pool.submit(self._first_walks)
         for check in checks:
             check.result()  # the first failure in this order, whichever ended first
-        self.before = checks[-1].result()
+        self.survey = checks[-1].result()
+        self.before = self.survey.running
         log.info("running before the backup: %s", ", ".join(self.before) or "nothing")
         self.cold_services = [s for s in cold if s in self.before]
-        self.cold_ids = checks[1].result()
+        self.cold_ids = self.survey.ids(self.cold_services)  # for check_clean_stop
         self.previous, self.first_scans = walks.result()
         self._open_destination()
         self.hot_refs: dict[str, fileindex.HotReference] = {}
@@ -422,19 +441,20 @@ class Run:
                 if pending < self.hot_repeat_bytes:
                     break  # little left for the cold pass: stop now
             again = round < self.hot_rounds
+            copied = _Countdown(len(units), self._start_write_back)
             walks = self._side_by_side([functools.partial(
-                self._hot_unit, unit, round, scans[unit.dest], again) for unit in units])
+                self._hot_unit, unit, round, scans[unit.dest], again, copied) for unit in units])
             scans = {unit.dest: walk for unit, walk in zip(units, walks, strict=True)}
-            if "write-back" not in self.off:  # the disk writes this round back meanwhile
-                threading.Thread(target=os.sync, name="write-back", daemon=True).start()
         self._write_back()
         self.phases[Phase.HOT.value] = time.monotonic() - began
 
     def _hot_unit(
-        self, unit: CopyUnit, round: int, scan: fileindex.Scan, walk_after: bool
-    ) -> fileindex.Scan | None:
+        self, unit: CopyUnit, round: int, scan: fileindex.Scan, walk_after: bool,
+        copied: Callable[[], None],
+    ) -> fileindex.Scan | None:  # fmt: skip
         """One unit's hot copy, `scan` its reference; then, if another round may follow,
-        a walk of it (what decides that round, and its reference) while others still copy."""
+        a walk of it (what decides that round, and its reference) while others still copy.
+        `copied` is told when the copy is done."""
         src = self.sources[unit.dest]
         reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
         latest = self.latest_path
@@ -443,8 +463,9 @@ class Run:
         # attributes in place, through a hard link to an older snapshot).
         if round > 1 and self._drop_copies(landing(unit, src), reference.changed(scan)):
             latest = None
-        copied, _ = self._copy(Phase.HOT, unit, src, latest, round)
-        reference.record(scan, None if round == 1 else copied)
+        written, _ = self._copy(Phase.HOT, unit, src, latest, round)
+        copied()
+        reference.record(scan, None if round == 1 else written)
         return self._scan(unit, not reference.xattrs, reference) if walk_after else None
 
     def _side_by_side(self, jobs: list[Callable]) -> list:
@@ -460,6 +481,11 @@ class Run:
             scan = scans[unit.dest]
             total += sum(scan.files[rel][3] for rel in self.hot_refs[unit.dest].changed(scan))
         return total
+
+    def _start_write_back(self) -> None:
+        """Once a round's copies are done, the disk writes them back beside the walks."""
+        if "write-back" not in self.off:
+            threading.Thread(target=os.sync, name="write-back", daemon=True).start()
 
     def _write_back(self) -> None:
         """Flush what the hot pass wrote now: the database's fsyncs at its stop would
@@ -564,7 +590,8 @@ class Run:
         self.prepare()
         self.hot_pass()
         self.first_scans.clear()  # held by the hot references now, where needed (memory)
-        with stopped_stack(self.stack, self.before, self.plan.stop_timeout) as window:
+        known = self.survey.ids(self.before)
+        with stopped_stack(self.stack, self.before, self.plan.stop_timeout, known=known) as window:
             self.cold_pass(check_stop=True)
             window.on_start = self._sums_while_starting
         return self.with_checksums(self.finish(window.times, after=window.running_after))
