@@ -196,8 +196,10 @@ def save(path: Path, scans: Mapping[str, Scan]) -> None:
         key: {"root": s.root, "started_ns": s.started_ns, "xattrs": s.xattrs, "files": s.files}
         for key, s in scans.items()
     }
-    with gzip.open(path, "wt", compresslevel=1, encoding="utf-8",
-                   errors="surrogateescape") as out:  # fmt: skip
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # file names: private
+    os.fchmod(fd, 0o600)
+    with open(fd, "wb") as raw, gzip.open(raw, "wt", compresslevel=1, encoding="utf-8",
+                                          errors="surrogateescape") as out:  # fmt: skip
         json.dump(data, out, separators=(",", ":"))
 
 

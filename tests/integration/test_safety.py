@@ -79,7 +79,7 @@ def test_snapshots_are_private_whatever_the_umask(tmp_path, klink_env):
     snap = latest(dest)
     for path in (dest / "snapshots", snap):
         assert path.stat().st_mode & 0o777 == 0o700, path
-    for name in ("manifest.json", "SHA256SUMS"):
+    for name in ("manifest.json", "SHA256SUMS", "source-index.json.gz"):
         assert (snap / name).stat().st_mode & 0o777 == 0o600, name
 
 
