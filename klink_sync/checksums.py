@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .destination import open_private
 from .errors import KlinkSyncError
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,8 @@ def write_sums_file(snapshot: Path, entries: Mapping[bytes, str]) -> None:
     """Temporary name, fsync, rename, mode 0600: never a half-written SHA256SUMS."""
     final = snapshot / SUMS
     tmp = snapshot / f".{SUMS}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_private(tmp)
     try:
-        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb", closefd=False) as out:
             out.write(format_sums(entries))
             out.flush()

@@ -239,15 +239,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def open_private(path: Path) -> int:
+    """A file descriptor of `path`, created or emptied, mode 0600 whatever the umask (an
+    existing file's mode is set too): what a snapshot holds is for its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def write_json_atomic(path: Path, data: object) -> None:
     """Write to a temporary name, fsync, rename: readers see all or nothing."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with open(open_private(tmp), "w", encoding="utf-8") as out:
         json.dump(data, out, indent=2, sort_keys=True)
         out.write("\n")
         out.flush()
         os.fsync(out.fileno())
-    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 

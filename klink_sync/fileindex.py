@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .destination import open_private
+
 # A file whose ctime is this close to the walk that recorded it may change again
 # (ctime ticks are coarse: one jiffy, 1 to 10 ms; this allows for many of them)
 # within the same ctime tick without its ctime moving: never trust it.
@@ -196,10 +198,9 @@ def save(path: Path, scans: Mapping[str, Scan]) -> None:
         key: {"root": s.root, "started_ns": s.started_ns, "xattrs": s.xattrs, "files": s.files}
         for key, s in scans.items()
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # file names: private
-    os.fchmod(fd, 0o600)
-    with open(fd, "wb") as raw, gzip.open(raw, "wt", compresslevel=1, encoding="utf-8",
-                                          errors="surrogateescape") as out:  # fmt: skip
+    with open(open_private(path), "wb") as raw, gzip.open(
+        raw, "wt", compresslevel=1, encoding="utf-8", errors="surrogateescape"
+    ) as out:
         json.dump(data, out, separators=(",", ":"))
 
 

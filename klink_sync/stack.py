@@ -66,6 +66,12 @@ class Stack:
         return process.run(self.argv(*args), cwd=self.folder, env=self.env)
 
     def running_services(self) -> tuple[str, ...]:
+        """The services with a container of their own running (see survey)."""
+        return self.survey().running
+
+    def _compose_running(self) -> tuple[str, ...]:
+        """Compose's own answer, for a stand-in compose without Docker: it would count a
+        one-off `compose run` container as its service running."""
         out = self._run("ps", "--services", "--filter", "status=running").stdout
         return tuple(sorted({line.strip() for line in out.splitlines() if line.strip()}))
 
@@ -89,7 +95,7 @@ class Stack:
         except process.CommandFailed:  # a container went meanwhile
             found = None
         if found is None:  # or a stand-in compose without Docker: ask compose itself
-            return Survey(self.running_services(), {})
+            return Survey(self._compose_running(), {})
         running: dict[str, list[str]] = {}
         for service, cid, status, _ in found:
             if status == "running":
@@ -103,7 +109,7 @@ class Stack:
         and every service that runs now. `known`: the containers to ask (else compose's)."""
         ids = list(known) or self._run("ps", "-q").stdout.split()  # the running containers
         if not ids:  # none, or a stand-in compose without Docker: ask compose itself
-            running = self.running_services()
+            running = self._compose_running()
             return [s for s in services if s not in running], running
         try:
             found = self._containers(ids)

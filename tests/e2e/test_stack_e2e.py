@@ -34,7 +34,7 @@ def test_a_one_off_container_does_not_make_its_stopped_service_running(
                 "--entrypoint", "sleep", "engine", "120")  # fmt: skip
         assert _state(one_off) == "running"
         survey = stack.survey()
-        assert survey.running == ("database", "kbox")
+        assert survey.running == ("database", "kbox") == stack.running_services()
         ids = survey.ids(["database", "kbox"])
         assert sorted(survey.containers) == ["database", "kbox"] and len(ids) == 2
         assert [_state(cid) for cid in ids] == ["running", "running"]
