@@ -190,7 +190,8 @@ def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) 
             return
         job.before(dest_root, the_plan.folder)
         options = RunOptions(settings.retention, settings.require_mount,
-                             settings.allow_unclean_stop, progress=_progress(verbose, quiet),
+                             settings.allow_unclean_stop, settings.start_timeout,
+                             progress=_progress(verbose, quiet),
                              disabled=_disabled_cuts())  # fmt: skip
         if far is not None:
             report = remote.run_backup(the_plan, far, stack, options)
@@ -462,7 +463,8 @@ def restore(
         compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
         kind = remote.RemoteRestore if far else Restore
         job = kind(the_dest, snap, target, detect_compose_command(compose), parse_maps(maps),
-                   safety=not no_safety, start=start, stop_timeout=settings.stop_timeout)
+                   safety=not no_safety, start=start, stop_timeout=settings.stop_timeout,
+                   start_timeout=settings.start_timeout)
         if dry_run:
             typer.echo(process.mask("\n".join(job.dry_run_lines())))
             return

@@ -171,6 +171,7 @@ class RunOptions:
     retention: Retention | None = None  # prune after a successful run
     require_mount: bool = False
     allow_unclean_stop: bool = False
+    start_timeout: int = 300  # seconds the services get to run (and be healthy) again
     hot_rounds: int = 3  # hot passes at most
     hot_repeat_bytes: int = 16 * 2**20  # another hot round when this much changed during one
     progress: Callable[[str, int, int, str], None] | None = None  # (what, bytes, %, rate)
@@ -202,6 +203,7 @@ class Run:
         self.plan, self.dest, self.stack = plan, dest, stack
         options = options or RunOptions()
         self.allow_unclean_stop = options.allow_unclean_stop
+        self.start_timeout = options.start_timeout
         self.progress = options.progress
         self.off = options.disabled
         self.hot_rounds = 1 if "rounds" in self.off else options.hot_rounds
@@ -591,7 +593,8 @@ class Run:
         self.hot_pass()
         self.first_scans.clear()  # held by the hot references now, where needed (memory)
         known = self.survey.ids(self.before)
-        with stopped_stack(self.stack, self.before, self.plan.stop_timeout, known=known) as window:
+        with stopped_stack(self.stack, self.before, self.plan.stop_timeout, self.start_timeout,
+                           known=known) as window:
             self.cold_pass(check_stop=True)
             window.on_start = self._sums_while_starting
         return self.with_checksums(self.finish(window.times, after=window.running_after))

@@ -153,10 +153,11 @@ class Restore:
         safety: bool = True,
         start: bool = False,
         stop_timeout: int = 120,
+        start_timeout: int = 300,
     ):
         self.dest, self.snapshot, self.folder = dest, snapshot, folder
         self.compose, self.maps, self.safety, self.start = compose, maps, safety, start
-        self.stop_timeout = stop_timeout
+        self.stop_timeout, self.start_timeout = stop_timeout, start_timeout
         self.manifest = snapshot.manifest()
         self.moves = plan_moves(self.manifest, snapshot.path, folder, maps)
 
@@ -221,7 +222,8 @@ class Restore:
             to_start = tuple(before)
             if self.start:
                 to_start = load_deployment(self.folder, (), os.environ).services
-            with stopped_stack(stack, to_start, self.stop_timeout, recreate=True) as window:
+            with stopped_stack(stack, to_start, self.stop_timeout, self.start_timeout,
+                              recreate=True) as window:
                 if safety_run:
                     safety_run.cold_pass()
                 window.restart_on_error = False  # from here on the data is being replaced
@@ -236,7 +238,8 @@ class Restore:
             moved, rewritten = self._restore_files()
         restored = Stack(self.compose, self.folder, find_compose_files(self.folder))
         if self.start and not stack:
-            start_fresh(restored, load_deployment(self.folder, (), os.environ).services)
+            start_fresh(restored, load_deployment(self.folder, (), os.environ).services,
+                        self.start_timeout)
         after = restored.running_services()
         return RestoreReport(
             snapshot=self.snapshot.name, folder=str(self.folder), moves=self.moves,
