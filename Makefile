@@ -44,8 +44,10 @@ integration: ## real rsync, stand-in compose (no Docker)
 e2e: images ## real Docker, real Compose, the sample stack
 	$(PY) -m pytest -ra tests/e2e
 
-lint: deps ## ruff
+lint: deps ## ruff; the package's shape (scripts/shape.py); shellcheck on klink_sync's *.sh
 	$(VENV)/bin/ruff check klink_sync tests scripts
+	$(PY) scripts/shape.py klink_sync
+	find klink_sync -name '*.sh' -print0 | xargs -0 -r shellcheck
 
 backup: ## hot-cold backup as configured (CONFIG=/etc/klink-sync/config.yml)
 	$(CMD) hot-cold --config $(CONFIG) $(ARGS)

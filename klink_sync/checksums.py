@@ -21,12 +21,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .destination import open_private
 from .errors import KlinkSyncError
 
 log = logging.getLogger(__name__)
@@ -206,26 +205,36 @@ def compute(
     return entries, result
 
 
-def write_sums_file(snapshot: Path, entries: Mapping[bytes, str]) -> None:
-    """Temporary name, fsync, rename, mode 0600: never a half-written SHA256SUMS."""
-    final = snapshot / SUMS
-    tmp = snapshot / f".{SUMS}.tmp"
-    fd = open_private(tmp)
-    try:
-        with os.fdopen(fd, "wb", closefd=False) as out:
-            out.write(format_sums(entries))
-            out.flush()
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-
-
-def write_sums(snapshot: Path, previous: Path | None = None) -> ChecksumResult:
-    """Compute and write SNAPSHOT/SHA256SUMS; `previous` is the snapshot linked against."""
-    entries, result = compute(snapshot, previous)
-    write_sums_file(snapshot, entries)
-    return result
+def reuse_or_hash(
+    new: Mapping[bytes, tuple[tuple[int, int], int]],
+    old: Mapping[bytes, tuple[int, int]],
+    known: Mapping[bytes, str],
+    hash_names: Callable[[list[bytes]], Mapping[bytes, str]],
+) -> tuple[dict[bytes, str], ChecksumResult]:
+    """Checksums from walks made elsewhere: `new` name -> (inode, size) of the tree,
+    `old` name -> inode of the previous snapshot, `known` its checksums; a name that is
+    the same inode as before reuses its checksum, one name per other inode is hashed."""
+    began = time.monotonic()
+    by_inode: dict[tuple[int, int], str] = {}
+    reused = 0
+    for name, (inode, _) in new.items():
+        if name in known and old.get(name) == inode:
+            by_inode[inode] = known[name]
+            reused += 1
+    to_read: dict[tuple[int, int], bytes] = {}
+    for name, (inode, _) in new.items():
+        if inode not in by_inode:
+            to_read.setdefault(inode, name)
+    hashed = hash_names(sorted(to_read.values()))
+    missing = [n for n in to_read.values() if n not in hashed]
+    if missing:
+        raise KlinkSyncError(f"cannot read {show_name(missing[0])} to hash it")
+    for inode, name in to_read.items():
+        by_inode[inode] = hashed[name]
+    entries = {name: by_inode[inode] for name, (inode, _) in new.items()}
+    size = sum(new[n][1] for n in to_read.values())
+    return entries, ChecksumResult(len(entries), len(to_read), size, reused,
+                                   time.monotonic() - began)  # fmt: skip
 
 
 def show_name(name: bytes) -> str:

@@ -1,33 +1,30 @@
-"""The command line: parse, call the core, print, exit with the documented code."""
+"""The command line: parse, one call into the core, print. `command` is the one wrapper
+that sets up logging and turns a KlinkSyncError into its message and exit code."""
 
 from __future__ import annotations
 
-import glob
+import functools
 import json
 import logging
 import os
 import shutil
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, destination, process, remote, systemd
-from .classify import check_overrides
-from .compose import load_deployment
-from .config import LOG_LEVELS, Settings, check_file, load_settings
+from . import __version__, load, process, systemd
+from .backup import RunOptions, dry_run, run_backup
+from .config import check_file
 from .config import sample as config_sample_text
-from .destination import Destination
-from .errors import DestinationUnavailable, KlinkSyncError, UsageError
-from .execute import CUTS, RunOptions, dry_run_commands, resolve_sources, run_backup
+from .errors import KlinkSyncError, UsageError
 from .hooks import Job
-from .plan import Mode, Plan, build_plan
-from .remote import RemoteDestination
+from .models import Mode, Report
 from .report import human_bytes, plan_dict, plan_text, report_text
-from .stack import Stack, detect_compose_command
-from .verify import Verdict, VerifyInterrupted, verify_snapshot
+from .verify import Verdict, VerifyInterrupted, verify_snapshot, verify_targets
 
 app = typer.Typer(
     add_completion=False,
@@ -36,16 +33,15 @@ app = typer.Typer(
 )
 log = logging.getLogger("klink_sync")
 
-USUAL_FOLDERS = ("/home/*/deploy/k-link", "/home/*/k-Link", "/home/*/k-link", "/opt/k-link")
-
 FolderOpt = Annotated[
     Optional[Path],  # noqa: UP045 (typer reads the annotation at run time)
     typer.Option("--folder", envvar="KLINK_SYNC_FOLDER", help="setup folder (compose file)"),
 ]
 DestOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--dest", envvar="KLINK_SYNC_DEST", help="backup destination folder"),
-]
+    Optional[str],  # noqa: UP045
+    typer.Option("--dest", envvar="KLINK_SYNC_DEST",
+                 help="backup destination: a folder, or [user@]host:/path over ssh"),
+]  # fmt: skip
 ConfigOpt = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--config", envvar="KLINK_SYNC_CONFIG", help="YAML config file"),
@@ -53,6 +49,7 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 VerboseOpt = Annotated[int, typer.Option("-v", "--verbose", count=True, help="more detail")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="warnings and errors only")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print the plan and commands only")]
 
 
 class _MaskSecrets(logging.Filter):
@@ -71,102 +68,40 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     log.propagate = False
 
 
-def _fail(exc: KlinkSyncError) -> typer.Exit:
-    typer.echo(f"klink-sync: error: {process.mask(str(exc))}", err=True)
-    return typer.Exit(exc.exit_code)
+def command(group: typer.Typer, name: str | None = None) -> Callable:
+    """Register `fn` as a command: logging set up first; a KlinkSyncError becomes one line
+    on stderr (secrets masked) and its exit code."""
+
+    def register(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            _setup_logging(kwargs.get("verbose", 0), kwargs.get("quiet", False))
+            try:
+                return fn(*args, **kwargs)
+            except KlinkSyncError as exc:
+                typer.echo(f"klink-sync: error: {process.mask(str(exc))}", err=True)
+                raise typer.Exit(exc.exit_code) from None
+
+        return group.command(name)(run)
+
+    return register
 
 
-def find_folder(explicit: Path | None, settings: Settings) -> Path:
-    """--folder, KLINK_SYNC_FOLDER, the config, else the one usual place that exists."""
-    if explicit is not None or settings.folder:
-        folder = explicit or Path(settings.folder)
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: setup folder does not exist")
-        return folder.resolve()
-    found = sorted({p for pattern in USUAL_FOLDERS for p in glob.glob(pattern)})
-    found = [p for p in found if os.path.isdir(p)]
-    if len(found) == 1:
-        log.info("setup folder: %s (found in the usual places)", found[0])
-        return Path(found[0]).resolve()
-    if not found:
-        raise UsageError("no setup folder given (--folder) and none in " + ", ".join(USUAL_FOLDERS))
-    raise UsageError("several setup folders found, choose one with --folder: " + ", ".join(found))
+def _echo(text: str) -> None:
+    typer.echo(process.mask(text))
 
 
-def _read_plan(folder: Path | None, config: Path | None, mode: Mode) -> tuple[Settings, Plan]:
-    """Config -> setup folder -> compose files -> Plan; secrets registered for masking."""
-    settings = load_settings(config)
-    root = find_folder(folder, settings)
-    deployment = load_deployment(root, settings.compose_files, os.environ)
-    process.add_secrets(deployment.secrets)
-    overrides = tuple(
-        replace(o, source=os.path.normpath(root / o.source))
-        if o.source and o.source.startswith(".") else o
-        for o in settings.overrides
-    )  # fmt: skip
-    check_overrides(overrides, deployment.services, deployment.volumes, settings.source)
-    try:
-        the_plan = build_plan(deployment, overrides, mode, settings.stop_timeout,
-                              settings.excludes)  # fmt: skip
-    except UsageError as exc:
-        raise UsageError(str(exc).replace("config:", f"{settings.source}:", 1)) from None
-    return settings, the_plan
-
-
-def _dest(dest: Path | None, settings: Settings) -> Path:
-    chosen = dest or (Path(settings.dest) if settings.dest else None)
-    if chosen is None:
-        raise UsageError("no destination: give --dest, KLINK_SYNC_DEST or dest: in the config")
-    return chosen.absolute()
-
-
-def _remote(dest: Path | None, settings: Settings) -> RemoteDestination | None:
-    """A destination written [user@]host:/path is on another host, reached over ssh."""
-    text = str(dest) if dest is not None else settings.dest
-    if not remote.is_remote(text):
-        return None
-    return RemoteDestination.from_settings(str(text), settings.ssh_options)
-
-
-def _disabled_cuts() -> frozenset[str]:
-    """KLINK_SYNC_DISABLE: downtime cuts to turn off, for the benchmark (see execute.CUTS)."""
-    names = {n.strip() for n in os.environ.get("KLINK_SYNC_DISABLE", "").split(",") if n.strip()}
-    unknown = sorted(names - set(CUTS))
-    if unknown:
-        raise UsageError(f"KLINK_SYNC_DISABLE: unknown {', '.join(unknown)} "
-                         f"(known: {', '.join(CUTS)})")  # fmt: skip
-    return frozenset(names)
-
-
-@app.command()
+@command(app)
 def plan(
     folder: FolderOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
     verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Show what a backup would copy, how (hot, cold, skip) and why."""
-    _setup_logging(verbose, quiet)
-    try:
-        _, the_plan = _read_plan(folder, config, Mode.HOT_COLD)
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
-    out = json.dumps(plan_dict(the_plan), indent=2) if as_json else plan_text(the_plan)
-    typer.echo(process.mask(out))
+    the_plan = load.plan(load.settings(config), folder, Mode.HOT_COLD)
+    _echo(json.dumps(plan_dict(the_plan), indent=2) if as_json else plan_text(the_plan))
 
 
-def _job(mode: Mode, dest: Path | None, config: Path | None, verbose: int, quiet: bool) -> Job:
-    """Settings for what surrounds a run (log level, hooks, ping, metrics); pings /start."""
-    settings = load_settings(config)
-    if not verbose and not quiet:
-        level = os.environ.get("KLINK_SYNC_LOG_LEVEL") or settings.log_level
-        if level not in LOG_LEVELS:
-            raise UsageError(f"KLINK_SYNC_LOG_LEVEL={level}: must be debug, info or warning")
-        log.setLevel(level.upper())
-    job = Job(settings, mode.value, dest=str(dest or settings.dest or ""))
-    job.start()
-    return job
-
-
-def _progress(verbose: int, quiet: bool):
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     """A live display on a terminal; plain log lines for the journal, cron or a pipe."""
     if quiet or not sys.stderr.isatty():
         return None
@@ -175,90 +110,68 @@ def _progress(verbose: int, quiet: bool):
     return TerminalProgress.shared()
 
 
-def _backup(mode: Mode, folder, dest, config, dry_run, as_json, verbose, quiet) -> None:
-    _setup_logging(verbose, quiet)
-    job = None
+def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | None,
+            dry_run_only: bool, verbose: int, quiet: bool) -> Report | None:  # fmt: skip
+    """A backup run inside its job (hooks, ping, metrics); None after a dry run."""
+    settings = load.settings(config)
+    cuts = load.cuts()
+    if dry_run_only:
+        the_plan = load.plan(settings, folder, mode)
+        options = RunOptions(progress=_progress(quiet), cuts=cuts,
+                             require_mount=settings.require_mount)  # fmt: skip
+        steps = dry_run(the_plan, load.destination(dest, settings), load.stack(settings, the_plan),
+                        options)  # fmt: skip
+        lines = [plan_text(the_plan), "", "commands (dry run, nothing is touched):"]
+        _echo("\n".join(lines + [s.line() for s in steps]))
+        return None
+    if not verbose and not quiet:
+        log.setLevel(load.log_level(settings).upper())
+    job = Job(settings, mode.value, dest=str(dest or settings.dest or ""))
+    job.start()
     try:
-        job = None if dry_run else _job(mode, dest, config, verbose, quiet)
-        settings, the_plan = _read_plan(folder, config, mode)
-        far = _remote(dest, settings)
-        dest_root = far.root if far else _dest(dest, settings)
-        compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
-        stack = Stack(detect_compose_command(compose), the_plan.folder, the_plan.compose_files)
-        if dry_run:
-            typer.echo(process.mask(_dry_run_text(the_plan, far or Destination(dest_root), stack)))
-            return
-        job.before(dest_root, the_plan.folder)
+        the_plan = load.plan(settings, folder, mode)
+        the_dest = load.destination(dest, settings)
+        stack = load.stack(settings, the_plan)
+        job.before(the_dest.spec, the_plan.folder)
         options = RunOptions(settings.retention, settings.require_mount,
                              settings.allow_unclean_stop, settings.start_timeout,
-                             progress=_progress(verbose, quiet),
-                             disabled=_disabled_cuts())  # fmt: skip
-        if far is not None:
-            report = remote.run_backup(the_plan, far, stack, options)
-        else:
-            report = run_backup(the_plan, dest_root, stack, options)
+                             _progress(quiet), cuts)  # fmt: skip
+        report = run_backup(the_plan, the_dest, stack, options)
         job.succeeded(report)
-    except KlinkSyncError as exc:
-        if job is not None:
-            job.failed(exc)
-        raise _fail(exc) from None
     except Exception as exc:
-        if job is not None:
-            job.failed(exc)
+        job.failed(exc)
         raise
-    text = json.dumps(report.to_dict(), indent=2) if as_json else report_text(report)
-    typer.echo(process.mask(text))
+    return report
 
 
-def _dry_run_text(the_plan: Plan, dest: Destination | RemoteDestination, stack: Stack) -> str:
-    commands = dry_run_commands
-    if isinstance(dest, RemoteDestination):
-        dest.check_usable()
-        commands = remote.dry_run_commands
-    else:
-        destination.check_usable(dest.root)
-    sources = resolve_sources(the_plan)
-    lines = [plan_text(the_plan), "", "commands (dry run, nothing is touched):"]
-    lines += [f"  [{phase.value}] {process.show(argv)}"
-              for phase, argv in commands(the_plan, dest, stack, sources)]  # fmt: skip
-    return "\n".join(lines)
-
-
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print the plan and commands only")]
-
-
-@app.command("hot-cold")
+@command(app, "hot-cold")
 def hot_cold(
     folder: FolderOpt = None, dest: DestOpt = None, config: ConfigOpt = None,
     dry_run: DryRunOpt = False, as_json: JsonOpt = False,
     verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Copy hot volumes while the stack runs, stop it, copy the rest, start it again."""
-    _backup(Mode.HOT_COLD, folder, dest, config, dry_run, as_json, verbose, quiet)
+    report = _backup(Mode.HOT_COLD, folder, dest, config, dry_run, verbose, quiet)
+    if report is not None:
+        _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
 
 
-@app.command()
+@command(app)
 def cold(
     folder: FolderOpt = None, dest: DestOpt = None, config: ConfigOpt = None,
     dry_run: DryRunOpt = False, as_json: JsonOpt = False,
     verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """The guide's plain procedure: stop, copy everything, start."""
-    _backup(Mode.COLD, folder, dest, config, dry_run, as_json, verbose, quiet)
+    report = _backup(Mode.COLD, folder, dest, config, dry_run, verbose, quiet)
+    if report is not None:
+        _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
 
 
-@app.command()
+@command(app)
 def snapshots(dest: DestOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the snapshots: time, result, downtime, size, bytes new since the one before."""
-    try:
-        settings = load_settings(config)
-        root = _dest(dest, settings)
-        far = _remote(dest, settings)
-        rows = far.describe_snapshots() if far else None
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
-    if rows is None:
-        rows = destination.describe_snapshots(Destination(root))
+    rows = load.destination(dest, load.settings(config)).describe()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -284,7 +197,7 @@ KeepMonthlyOpt = Annotated[Optional[int], _keep("--keep-monthly", "the newest of
 PruneDryRunOpt = Annotated[bool, typer.Option("--dry-run", help="list what would go only")]
 
 
-@app.command()
+@command(app)
 def prune(
     dest: DestOpt = None, config: ConfigOpt = None,
     keep_last: KeepLastOpt = None, keep_daily: KeepDailyOpt = None,
@@ -293,35 +206,18 @@ def prune(
     as_json: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Remove the snapshots no retention rule keeps (flags override the config's retention:)."""
-    _setup_logging(verbose, quiet)
+    settings = load.settings(config)
+    flags = {"keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly,
+             "keep_monthly": keep_monthly}  # fmt: skip
+    rules = replace(settings.retention, **{k: v for k, v in flags.items() if v is not None})
+    if rules.empty:
+        raise UsageError("no retention rules: give --keep-last, --keep-daily, --keep-weekly "
+                         "or --keep-monthly, or retention: in the config")  # fmt: skip
+    the_dest = load.destination(dest, settings)
     try:
-        settings = load_settings(config)
-        root = _dest(dest, settings)
-        flags = {"keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly,
-                 "keep_monthly": keep_monthly}  # fmt: skip
-        rules = replace(settings.retention, **{k: v for k, v in flags.items() if v is not None})
-        if rules.empty:
-            raise UsageError("no retention rules: give --keep-last, --keep-daily, --keep-weekly "
-                             "or --keep-monthly, or retention: in the config")  # fmt: skip
-        far = _remote(dest, settings)
-        if far is not None:
-            result = far.prune_command(rules, dry_run)
-        else:
-            if not root.is_dir() or not Destination(root).snapshots_dir.is_dir():
-                raise DestinationUnavailable(f"{root}: no snapshots folder: nothing to prune")
-            if not (root / destination.MARKER).exists():
-                raise UsageError(f"{root}: no {destination.MARKER} marker: refusing to prune")
-            the_dest = Destination(root)
-            if dry_run:
-                result = destination.prune(the_dest, rules, dry_run=True)
-            else:
-                try:
-                    with destination.locked(the_dest):  # never while a backup runs
-                        result = destination.prune(the_dest, rules, dry_run=False)
-                except OSError as exc:
-                    raise DestinationUnavailable(f"{root}: {exc.strerror}") from None
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
+        result = the_dest.prune_command(rules, dry_run)
+    except OSError as exc:
+        raise KlinkSyncError(f"{the_dest.spec}: {exc.strerror}") from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -374,42 +270,22 @@ def _verdict_lines(v: Verdict) -> list[str]:
     return lines
 
 
-@app.command("verify")
+@command(app, "verify")
 def verify_command(
     snapshot: SnapshotArg = None, dest: DestOpt = None, config: ConfigOpt = None,
     all_snapshots: AllOpt = False, sample: SampleOpt = 100.0, database: DatabaseOpt = False,
     as_json: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Re-read a snapshot against its SHA256SUMS: missing, changed, extra files (exit 1 if any)."""
-    _setup_logging(verbose, quiet)
-    try:
-        settings = load_settings(config)
-        root = _dest(dest, settings)
-        far = _remote(dest, settings)
-        if far is not None and database:
-            raise UsageError(f"{far.root}: --database needs the snapshot on this host (Docker "
-                             "runs the database here): verify it on the backup host")  # fmt: skip
-        if all_snapshots and snapshot:
-            raise UsageError("give a snapshot name or --all, not both")
-        if not 0 < sample <= 100:
-            raise UsageError(f"--sample {sample:g}: give a percentage above 0, at most 100")
-        the_dest = far or Destination(root)
-        if all_snapshots:
-            targets = the_dest.snapshots()
-            if not targets:
-                raise UsageError(f"{root}: no snapshots")
-        else:
-            targets = [the_dest.find(snapshot or "latest")]
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
+    the_dest = load.destination(dest, load.settings(config))
+    targets = verify_targets(the_dest, snapshot, all_snapshots, sample, database)
     rows, failed = [], []
     for snap in targets:
         try:
-            check = remote.verify_snapshot if far else verify_snapshot
-            verdict = check(the_dest, snap, sample, database)
+            verdict = verify_snapshot(the_dest, snap, sample, database)
         except KlinkSyncError as exc:
             if not all_snapshots or isinstance(exc, VerifyInterrupted):
-                raise _fail(exc) from None
+                raise
             rows.append({"snapshot": snap.name, "ok": False, "error": str(exc)})
             failed.append(str(exc))
             if not as_json:
@@ -423,12 +299,11 @@ def verify_command(
     if as_json:
         typer.echo(json.dumps(rows if all_snapshots else rows[0], indent=2))
     if failed:
-        message = failed[0] if len(failed) == 1 else (
-            f"{len(failed)} of {len(targets)} snapshots failed verification; first: {failed[0]}")
-        raise _fail(KlinkSyncError(message))
+        raise KlinkSyncError(failed[0] if len(failed) == 1 else (
+            f"{len(failed)} of {len(targets)} snapshots failed verification; first: {failed[0]}"))
 
 
-@app.command()
+@command(app)
 def restore(
     snapshot: Annotated[str, typer.Argument(help="snapshot name (default: latest)")] = "latest",
     dest: DestOpt = None, folder: FolderOpt = None, config: ConfigOpt = None,
@@ -440,41 +315,17 @@ def restore(
     as_json: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Put a snapshot back: setup folder, volumes, owners; the current state is kept first."""
-    from .restore import Restore, parse_maps, quick_verify, run_restore
+    from .restore import open_restore, run_restore
 
-    _setup_logging(verbose, quiet)
-    try:
-        settings = load_settings(config)
-        far = _remote(dest, settings)
-        the_dest = far or Destination(_dest(dest, settings))
-        if far is not None:
-            far.check_existing()
-        elif not the_dest.root.is_dir():
-            raise UsageError(f"{the_dest.root}: no such destination")
-        snap = the_dest.find(snapshot)
-        if not snap.complete:
-            raise UsageError(f"snapshot {snap.name} is incomplete (no manifest.json): refusing")
-        if far is not None:
-            remote.quick_verify(far, snap)
-        else:
-            quick_verify(snap)
-        target = folder or (Path(settings.folder) if settings.folder else None)
-        target = (target or Path(snap.manifest()["folder"])).absolute()
-        compose = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
-        kind = remote.RemoteRestore if far else Restore
-        job = kind(the_dest, snap, target, detect_compose_command(compose), parse_maps(maps),
-                   safety=not no_safety, start=start, stop_timeout=settings.stop_timeout,
-                   start_timeout=settings.start_timeout)
-        if dry_run:
-            typer.echo(process.mask("\n".join(job.dry_run_lines())))
-            return
-        report = remote.run_restore(job) if far else run_restore(job)
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
+    settings = load.settings(config)
+    job = open_restore(load.destination(dest, settings), snapshot, folder, settings, maps,
+                       safety=not no_safety, start=start)  # fmt: skip
+    if dry_run:
+        _echo("\n".join(job.dry_run_lines()))
+        return
+    report = run_restore(job)
     if as_json:
-        from dataclasses import asdict
-
-        typer.echo(process.mask(json.dumps(asdict(report), indent=2)))
+        _echo(json.dumps(asdict(report), indent=2))
         return
     lines = [f"restored snapshot {report.snapshot} into {report.folder}: "
              f"{report.bytes_restored} bytes in {len(report.moves)} parts"]
@@ -485,7 +336,7 @@ def restore(
     lines.append("services before: " + (", ".join(report.services_before) or "none"))
     lines.append("services after:  " + (", ".join(report.services_after) or "none"))
     lines += report.hints
-    typer.echo(process.mask("\n".join(lines)))
+    _echo("\n".join(lines))
 
 
 # --- klink-sync timer: systemd units for nightly runs ----------------------------------------
@@ -543,7 +394,7 @@ def _unit_files(on_calendar: str, config: Path, exec_path: Path | None) -> dict[
         problems = check_file(config)
         if problems:
             raise UsageError("\n".join(problems))
-        settings = load_settings(config)
+        settings = load.settings(config)
         writable = systemd.writable_paths(settings.dest, settings.metrics_file)
         if not settings.dest:
             log.warning("%s has no dest: the service will need KLINK_SYNC_DEST", config)
@@ -557,7 +408,7 @@ def _unit_files(on_calendar: str, config: Path, exec_path: Path | None) -> dict[
         raise UsageError(str(exc)) from None
 
 
-@timer_app.command("print")
+@command(timer_app, "print")
 def timer_print(
     on_calendar: OnCalendarOpt = systemd.DEFAULT_CALENDAR,
     config: UnitConfigOpt = Path(systemd.DEFAULT_CONFIG),
@@ -565,18 +416,14 @@ def timer_print(
     exec_path: ExecOpt = None,
 ) -> None:  # fmt: skip
     """Print the service and timer units (nothing is written)."""
-    _setup_logging(0, False)
-    try:
-        files = _unit_files(on_calendar, config, exec_path)
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
+    files = _unit_files(on_calendar, config, exec_path)
     for name, text in files.items():
         typer.echo(f"# {unit_dir.absolute() / name}\n{text}")
     typer.echo("# to install them: klink-sync timer install, then:")
     typer.echo("\n".join(systemd.enable_commands()))
 
 
-@timer_app.command("install")
+@command(timer_app, "install")
 def timer_install(
     on_calendar: OnCalendarOpt = systemd.DEFAULT_CALENDAR,
     config: UnitConfigOpt = Path(systemd.DEFAULT_CONFIG),
@@ -584,15 +431,11 @@ def timer_install(
     exec_path: ExecOpt = None,
 ) -> None:  # fmt: skip
     """Write klink-sync.service and klink-sync.timer into the unit folder."""
-    _setup_logging(0, False)
+    files = _unit_files(on_calendar, config, exec_path)
     try:
-        files = _unit_files(on_calendar, config, exec_path)
-        try:
-            written = systemd.write_units(unit_dir.absolute(), files)
-        except OSError as exc:
-            raise UsageError(f"{unit_dir}: cannot write the units: {exc.strerror}") from None
-    except KlinkSyncError as exc:
-        raise _fail(exc) from None
+        written = systemd.write_units(unit_dir.absolute(), files)
+    except OSError as exc:
+        raise UsageError(f"{unit_dir}: cannot write the units: {exc.strerror}") from None
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo("now enable the timer, as root:")

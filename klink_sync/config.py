@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,47 +32,156 @@ class Hooks:
         return not (self.before or self.after or self.on_failure)
 
 
-# key: (type, default, help). `config sample` and the README are made from this table.
-OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
-    "folder": (str, None, "setup folder holding the compose file (default: searched)"),
-    "compose_files": (list, [], "compose files relative to the folder (default: found)"),
-    "compose_command": (str, None, "'docker compose' or 'docker-compose' (default: detected)"),
-    "dest": (str, None, "backup destination folder, or [user@]host:/path over ssh"),
-    "ssh_options": (list, (), "ssh options for a remote dest (KLINK_SYNC_SSH wins)"),
-    "stop_timeout": (int, 120, "seconds the stack gets to stop cleanly before Compose kills it"),
-    "start_timeout": (int, 300, "seconds to wait for services to run (and be healthy) again"),
-    "volumes": (list, [], "class overrides: [{service, target, source, class, reason}]"),
-    "retention": (dict, Retention(), "what prune keeps: {keep_last, keep_daily, ...}"),
-    "require_mount": (bool, False, "refuse a destination not on a mounted disk (exit 75)"),
-    "allow_unclean_stop": (bool, False, "promote even if a database container was killed"),
-    "excludes": (dict, {}, "paths not to copy, per volume: {volume source: [pattern, ...]}"),
-    "hooks": (dict, Hooks(), "commands run before, after and on failure: {before, after, ...}"),
-    "metrics_file": (str, None, "Prometheus textfile written after every run (*.prom)"),
-    "ping_url": (str, None, "healthchecks-style URL: /start, success, /fail (5 s timeout)"),
-    "log_level": (str, "info", "debug, info or warning (-v and -q win)"),
-}
+# The defaults other modules use too (CLI flags, restore): the option table holds these.
+DEFAULT_STOP_TIMEOUT = 120  # seconds for a clean stop (MariaDB) before Compose kills
+DEFAULT_START_TIMEOUT = 300  # seconds for the services (and healthchecks) to be up again
+
+
+@dataclass(frozen=True)
+class Option:
+    """One config option, declared once: validation, `config sample`, the README table and
+    the `Settings` defaults are all made from it, so none of them can fall behind the others.
+    """
+
+    key: str
+    kind: type | tuple[type, ...]  # the YAML type accepted (a wrong one: "must be a number")
+    default: Any  # the Settings value when the option is not given
+    help: str  # one line of markdown: the README's "what" and the sample's comment
+    example: str | None = None  # sample YAML, commented out; None: the default is printed set
+    readme_default: str | None = None  # default to show when not the value (searched, found)
+    setting: str | None = None  # the Settings field it fills, when not `key` (volumes)
+
+    @property
+    def field_name(self) -> str:
+        """The `Settings` field this option ends up in."""
+        return self.setting or self.key
+
+    @property
+    def default_text(self) -> str | None:
+        """How the default reads in the README and the sample; None: no default to show."""
+        if self.readme_default is not None:
+            return self.readme_default
+        if isinstance(self.default, bool):
+            return str(self.default).lower()
+        return str(self.default) if isinstance(self.default, (int, str)) else None
+
+
+# Examples: settings left commented out (no default, or they act: hooks, pings) are
+# '#key: value' and '#  nested: value' lines; '# text' lines are explanations.
+_VOLUMES_EXAMPLE = """\
+# last match wins; service, target (container path) and source (host path, ./ for the
+# folder, or a named volume) must all match
+#volumes:
+#  - service: kbox
+#    target: /var/www/dms/storage
+#    class: cold
+#    reason: the documents are rewritten in place
+#  - source: ./storage/cache
+#    class: skip"""
+_RETENTION_EXAMPLE = """\
+# used by `klink-sync prune` and after every hot-cold/cold run; whole numbers >= 0
+#retention:
+#  keep_last: 3
+#  keep_daily: 7
+#  keep_weekly: 4
+#  keep_monthly: 12"""
+_EXCLUDES_EXAMPLE = """\
+# keys name a volume by its source as in the compose file; patterns are rsync patterns
+#excludes:
+#  ./storage/data:
+#    - cache/
+#    - "*.tmp\""""
+_HOOKS_EXAMPLE = """\
+# each hook is a list of commands; a command is an argv list run without a shell, or, with
+# shell: true, a command line for /bin/sh. They get KLINK_SYNC_STATUS (ok, failed),
+# KLINK_SYNC_SNAPSHOT, KLINK_SYNC_DOWNTIME_SECONDS, KLINK_SYNC_EXIT_CODE, KLINK_SYNC_DEST,
+# KLINK_SYNC_FOLDER, KLINK_SYNC_ERROR. A failing `before` hook stops the run before the
+# stack is stopped; a failing `after` hook fails the run (the snapshot is kept).
+#hooks:
+#  before:
+#    - [logger, -t, klink-sync, backup starting]
+#  after:
+#    - [logger, -t, klink-sync, backup done]
+#  on_failure:
+#    - [logger, -p, user.err, -t, klink-sync, backup failed]
+#  shell: false"""
+
+# Every option, in the order of `config sample` and the README table. Add one here, give
+# `Settings` its field, then run scripts/readme_options.py.
+OPTIONS: Mapping[str, Option] = MappingProxyType({option.key: option for option in (
+    Option("folder", str, None, "setup folder holding the compose file",
+           "#folder: /opt/k-link", readme_default="searched"),
+    Option("compose_files", list, (), "compose files relative to the folder",
+           "#compose_files: [docker-compose.yml]", readme_default="found"),
+    Option("compose_command", str, None, "`docker compose` or `docker-compose`",
+           "#compose_command: docker compose", readme_default="detected"),
+    Option("dest", str, None, "backup destination folder, or `[user@]host:/path` over ssh",
+           "# over ssh: dest: backup@nas.example:/srv/backup/k-link\n"
+           "#dest: /mnt/backup/k-link"),
+    Option("ssh_options", list, (),
+           "ssh's options for a remote `dest`, a list (`KLINK_SYNC_SSH` wins)",
+           "#ssh_options: [-p, 2222, -i, /root/.ssh/klink-sync]"),
+    Option("stop_timeout", int, DEFAULT_STOP_TIMEOUT,
+           "seconds the stack gets to stop cleanly (MariaDB) before Compose kills it"),
+    Option("start_timeout", int, DEFAULT_START_TIMEOUT,
+           "seconds to wait for services (and healthchecks) again"),
+    Option("volumes", list, (),
+           "class overrides (`service`, `target`, `source`, `class`, `reason`), "
+           "last match wins", _VOLUMES_EXAMPLE, setting="overrides"),
+    Option("retention", dict, Retention(),
+           "`keep_last`, `keep_daily`, `keep_weekly`, `keep_monthly`: for `prune` and after "
+           "each run", _RETENTION_EXAMPLE),
+    Option("require_mount", bool, False,
+           "refuse a destination that is not on a mounted disk (exit 75)"),
+    Option("allow_unclean_stop", bool, False,
+           "promote even if a database container was killed"),
+    Option("excludes", dict, {},
+           "per volume source (`./storage/data`, `/mnt/x`, a named volume, `.` for the setup "
+           "folder), a list of rsync patterns not copied; a restore leaves those paths alone",
+           _EXCLUDES_EXAMPLE),
+    Option("hooks", dict, Hooks(),
+           "`before`, `after` and `on_failure` commands: argv lists, or command lines with "
+           "`shell: true`", _HOOKS_EXAMPLE),
+    Option("metrics_file", str, None,
+           "Prometheus textfile (`*.prom`) written after every run",
+           "#metrics_file: /var/lib/prometheus/node-exporter/klink_sync.prom"),
+    Option("ping_url", str, None,
+           "healthchecks-style URL: `/start`, success, `/fail` (5 s timeout)",
+           "#ping_url: https://hc-ping.com/your-check-uuid"),
+    Option("log_level", str, "info",
+           "`debug`, `info` or `warning`; `-v`/`-q` and `KLINK_SYNC_LOG_LEVEL` win"),
+)})  # fmt: skip
 OVERRIDE_KEYS = {"service", "target", "source", "class", "reason"}
 HOOK_EVENTS = ("before", "after", "on_failure")
 LOG_LEVELS = ("debug", "info", "warning")
 
+
+def _default(key: str) -> Any:
+    """A `Settings` field whose default is the option's, so the value is written only once."""
+    value = OPTIONS[key].default
+    if isinstance(value, (dict, list, set)):
+        return field(default_factory=lambda: copy(value))
+    return field(default=value)
+
+
 @dataclass(frozen=True)
 class Settings:
-    folder: str | None = None
-    compose_files: tuple[str, ...] = ()
-    compose_command: str | None = None
-    dest: str | None = None
-    ssh_options: tuple[str, ...] = ()
-    stop_timeout: int = 120
-    start_timeout: int = 300
-    overrides: tuple[Override, ...] = field(default=())
-    retention: Retention = Retention()
-    require_mount: bool = False
-    allow_unclean_stop: bool = False
-    excludes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    hooks: Hooks = Hooks()
-    metrics_file: str | None = None
-    ping_url: str | None = None
-    log_level: str = "info"
+    folder: str | None = _default("folder")
+    compose_files: tuple[str, ...] = _default("compose_files")
+    compose_command: str | None = _default("compose_command")
+    dest: str | None = _default("dest")
+    ssh_options: tuple[str, ...] = _default("ssh_options")
+    stop_timeout: int = _default("stop_timeout")
+    start_timeout: int = _default("start_timeout")
+    overrides: tuple[Override, ...] = _default("volumes")
+    retention: Retention = _default("retention")
+    require_mount: bool = _default("require_mount")
+    allow_unclean_stop: bool = _default("allow_unclean_stop")
+    excludes: Mapping[str, tuple[str, ...]] = _default("excludes")
+    hooks: Hooks = _default("hooks")
+    metrics_file: str | None = _default("metrics_file")
+    ping_url: str | None = _default("ping_url")
+    log_level: str = _default("log_level")
     source: str = "defaults"  # where the settings came from, for messages
 
 
@@ -218,47 +329,53 @@ def _path_like(problems: _Problems, key: str, value: str) -> None:
         problems.add(key, "must not be empty")
 
 
-def check_settings(data: object, source: str) -> tuple[Settings | None, list[str]]:
-    """Settings from parsed YAML, and every problem found (the settings only if none)."""
-    problems = _Problems(source)
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        problems.add("", "the config must be a mapping of options")
-        return None, problems
+def _typed_values(problems: _Problems, data: Mapping) -> dict[str, Any]:
+    """The options given, each of its declared YAML type: the checks the table itself makes
+    (unknown keys, wrong types; a null keeps the default), before each option's own checks.
+    """
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in OPTIONS:
             problems.add("", f"unknown key '{key}'")
             continue
-        kind = OPTIONS[key][0]
+        kind = OPTIONS[key].kind
         if value is None:
             continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             problems.add(key, f"must be {_type_name(kind)}")
             continue
         values[key] = value
+    return values
+
+
+def _checked_values(problems: _Problems, values: dict[str, Any]) -> None:
+    """Each given option's own checks, turning it into its `Settings` value in place; the
+    order is the order the problems are reported in (a run names the first).
+    """
     for key in ("stop_timeout", "start_timeout"):
         if values.get(key, 1) < 1:
             problems.add(key, "must be at least 1 second")
     for key in ("folder", "dest", "compose_command"):
         if key in values:
             _path_like(problems, key, values[key])
-    overrides = tuple(
-        _override(problems, f"volumes[{i}]", e) for i, e in enumerate(values.pop("volumes", []))
-    )
-    files = values.pop("compose_files", [])
+    if "volumes" in values:
+        values["volumes"] = tuple(
+            _override(problems, f"volumes[{i}]", e) for i, e in enumerate(values["volumes"])
+        )
+    files = values.get("compose_files", [])
     for i, name in enumerate(files):
         if not isinstance(name, str) or not name.strip():
             problems.add(f"compose_files[{i}]", "must be a file name")
-    if "retention" in values:
-        values["retention"] = _retention(problems, values["retention"])
-    if "excludes" in values:
-        values["excludes"] = _excludes(problems, values["excludes"])
-    if "hooks" in values:
-        values["hooks"] = _hooks(problems, values["hooks"])
-    if "ssh_options" in values:
-        values["ssh_options"] = _ssh_options(problems, values["ssh_options"])
+    if "compose_files" in values:
+        values["compose_files"] = tuple(files)
+    for key, check in (("retention", _retention), ("excludes", _excludes), ("hooks", _hooks),
+                       ("ssh_options", _ssh_options)):  # fmt: skip
+        if key in values:
+            values[key] = check(problems, values[key])
+    _check_service_options(problems, values)
+
+
+def _check_service_options(problems: _Problems, values: Mapping[str, Any]) -> None:
     metrics = values.get("metrics_file")
     if metrics is not None and not metrics.startswith("/"):
         problems.add("metrics_file", "must be an absolute path")
@@ -270,13 +387,26 @@ def check_settings(data: object, source: str) -> tuple[Settings | None, list[str
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             problems.add("ping_url", "must be an http:// or https:// URL")
-    if values.get("log_level", "info") not in LOG_LEVELS:
+    if values.get("log_level", OPTIONS["log_level"].default) not in LOG_LEVELS:
         problems.add("log_level", "must be " + ", ".join(LOG_LEVELS[:-1]) + f" or {LOG_LEVELS[-1]}")
+
+
+def check_settings(data: object, source: str) -> tuple[Settings | None, list[str]]:
+    """Settings from parsed YAML, and every problem found (the settings only if none), so
+    `config check` can list them all while a run stops at the first.
+    """
+    problems = _Problems(source)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        problems.add("", "the config must be a mapping of options")
+        return None, problems
+    values = _typed_values(problems, data)
+    _checked_values(problems, values)
     if problems:
         return None, problems
-    settings = Settings(**values, compose_files=tuple(files),
-                        overrides=overrides, source=source)  # type: ignore[arg-type]  # fmt: skip
-    return settings, problems
+    fields_ = {OPTIONS[key].field_name: value for key, value in values.items()}
+    return Settings(**fields_, source=source), problems
 
 
 def parse_settings(data: object, source: str) -> Settings:
@@ -351,65 +481,11 @@ def load_settings(path: Path | None) -> Settings:
 
 # --- `klink-sync config sample` --------------------------------------------------------------
 
-# Example YAML per option. Settings left commented out (no default, or they act: hooks,
-# pings) are '#key: value' and '#  nested: value' lines; '# text' lines are explanations.
-EXAMPLES: dict[str, str] = {
-    "folder": "#folder: /opt/k-link",
-    "compose_files": "#compose_files: [docker-compose.yml]",
-    "compose_command": "#compose_command: docker compose",
-    "dest": "# over ssh: dest: backup@nas.example:/srv/backup/k-link\n#dest: /mnt/backup/k-link",
-    "ssh_options": "#ssh_options: [-p, 2222, -i, /root/.ssh/klink-sync]",
-    "volumes": """\
-# last match wins; service, target (container path) and source (host path, ./ for the
-# folder, or a named volume) must all match
-#volumes:
-#  - service: kbox
-#    target: /var/www/dms/storage
-#    class: cold
-#    reason: the documents are rewritten in place
-#  - source: ./storage/cache
-#    class: skip""",
-    "retention": """\
-# used by `klink-sync prune` and after every hot-cold/cold run; whole numbers >= 0
-#retention:
-#  keep_last: 3
-#  keep_daily: 7
-#  keep_weekly: 4
-#  keep_monthly: 12""",
-    "excludes": """\
-# keys name a volume by its source as in the compose file; patterns are rsync patterns
-#excludes:
-#  ./storage/data:
-#    - cache/
-#    - "*.tmp\"""",
-    "hooks": """\
-# each hook is a list of commands; a command is an argv list run without a shell, or, with
-# shell: true, a command line for /bin/sh. They get KLINK_SYNC_STATUS (ok, failed),
-# KLINK_SYNC_SNAPSHOT, KLINK_SYNC_DOWNTIME_SECONDS, KLINK_SYNC_EXIT_CODE, KLINK_SYNC_DEST,
-# KLINK_SYNC_FOLDER, KLINK_SYNC_ERROR. A failing `before` hook stops the run before the
-# stack is stopped; a failing `after` hook fails the run (the snapshot is kept).
-#hooks:
-#  before:
-#    - [logger, -t, klink-sync, backup starting]
-#  after:
-#    - [logger, -t, klink-sync, backup done]
-#  on_failure:
-#    - [logger, -p, user.err, -t, klink-sync, backup failed]
-#  shell: false""",
-    "metrics_file": "#metrics_file: /var/lib/prometheus/node-exporter/klink_sync.prom",
-    "ping_url": "#ping_url: https://hc-ping.com/your-check-uuid",
-}
-
-
-def _default_text(key: str) -> str:
-    default = OPTIONS[key][1]
-    if isinstance(default, bool):
-        return f" (default: {str(default).lower()})"
-    return f" (default: {default})" if isinstance(default, (str, int)) else ""
-
 
 def sample() -> str:
-    """A config file with every option documented; it passes `config check` as printed."""
+    """A config file with every option documented, made from OPTIONS so it cannot fall
+    behind; it passes `config check` as printed, and with its examples uncommented.
+    """
     lines = [
         "# klink-sync configuration: every option, with its default.",
         "# Precedence: command-line flags > environment (KLINK_SYNC_FOLDER, KLINK_SYNC_DEST,",
@@ -417,10 +493,24 @@ def sample() -> str:
         "# Lines '#key: value' are examples: remove the '#' to use them.",
         "# Check a file with: klink-sync config check FILE",
     ]
-    for key, (_, default, help_text) in OPTIONS.items():
-        lines += ["", f"# {key}: {help_text}{_default_text(key)}"]
-        if key in EXAMPLES:
-            lines.append(EXAMPLES[key])
+    for option in OPTIONS.values():
+        shown = option.default_text
+        default = f" (default: {shown})" if shown is not None else ""
+        lines += ["", f"# {option.key}: {option.help}{default}"]
+        if option.example is not None:
+            lines.append(option.example)
         else:
-            lines.append(yaml.safe_dump({key: default}, default_flow_style=False).strip())
+            dumped = yaml.safe_dump({option.key: option.default}, default_flow_style=False)
+            lines.append(dumped.strip())
     return "\n".join(lines) + "\n"
+
+
+def readme_table() -> str:
+    """The option table of README.md's "Config file" section, made from OPTIONS so the README
+    cannot fall behind: scripts/readme_options.py writes it, a unit test compares it.
+    """
+    rows = ["| option | default | what |", "|---|---|---|"]
+    for option in OPTIONS.values():
+        shown = option.default_text
+        rows.append(f"| `{option.key}` | {'—' if shown is None else shown} | {option.help} |")
+    return "\n".join(rows) + "\n"

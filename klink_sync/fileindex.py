@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .destination import open_private
-
 # A file whose ctime is this close to the walk that recorded it may change again
 # (ctime ticks are coarse: one jiffy, 1 to 10 ms; this allows for many of them)
 # within the same ctime tick without its ctime moving: never trust it.
@@ -193,29 +191,26 @@ def write_null_list(path: Path, names: Sequence[str]) -> None:
     path.write_bytes(b"".join(os.fsencode(n) + b"\0" for n in names))
 
 
-def save(path: Path, scans: Mapping[str, Scan]) -> None:
+def dumps(scans: Mapping[str, Scan]) -> bytes:
+    """The walks of a run, for the next run (source-index.json.gz)."""
     data = {
         key: {"root": s.root, "started_ns": s.started_ns, "xattrs": s.xattrs, "files": s.files}
         for key, s in scans.items()
     }
-    with open(open_private(path), "wb") as raw, gzip.open(
-        raw, "wt", compresslevel=1, encoding="utf-8", errors="surrogateescape"
-    ) as out:
-        json.dump(data, out, separators=(",", ":"))
+    text = json.dumps(data, separators=(",", ":"))  # ASCII: odd names as \u escapes
+    return gzip.compress(text.encode("ascii"), compresslevel=1)
 
 
-def load(path: Path) -> dict[str, Scan]:
-    """The previous run's walks; a missing or unreadable index trusts nothing."""
+def loads(data: bytes) -> dict[str, Scan]:
+    """The previous run's walks; an unreadable index trusts nothing."""
     try:
-        with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as src:
-            data = json.load(src)
+        text = gzip.decompress(data).decode("utf-8", "surrogateescape")
         return {
             key: Scan(str(v["root"]), int(v["started_ns"]),
                       {str(k): (int(i), int(c), int(m), int(n))
                        for k, (i, c, m, n) in v["files"].items()},
                       v.get("xattrs") is not False)  # older indexes: not asked
-            for key, v in data.items()
+            for key, v in json.loads(text).items()
         }  # fmt: skip
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
         return {}
-

@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import metrics, process, remote
+from . import metrics, process
 from .config import Command, Settings
+from .destination import open_destination
 from .errors import KlinkSyncError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Job:
     began: float = field(default_factory=time.time)
     dest: str = ""
     folder: str = ""
-    report: object | None = None  # execute.Report once the backup is done
+    report: object | None = None  # models.Report once the backup is done
 
     def start(self) -> None:
         ping(self.settings.ping_url, "/start")
@@ -131,13 +132,19 @@ class Job:
             return
         finished = time.time()
         dest = self.dest or str(self.settings.dest or "")
-        if remote.is_remote(dest):
-            count = remote.count_snapshots(dest, self.settings.ssh_options)
-        else:
-            count = metrics.count_snapshots(Path(dest)) if dest else None
+        count = count_snapshots(dest, self.settings.ssh_options) if dest else None
         if self.report is not None:
             m = metrics.from_report(self.report, success, finished, finished - self.began, count)
         else:
             m = metrics.RunMetrics(success, finished, finished - self.began, dest,
                                    snapshots=count)  # fmt: skip
         metrics.write_or_warn(Path(path), m)
+
+
+def count_snapshots(dest: str, ssh_options: Sequence[str] = ()) -> int | None:
+    """Complete snapshots, for the metrics file; None when the destination cannot be read."""
+    try:
+        return open_destination(dest, ssh_options).count_complete()
+    except (OSError, KlinkSyncError) as exc:
+        log.warning("cannot count the snapshots: %s", exc)
+        return None

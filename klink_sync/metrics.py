@@ -67,16 +67,6 @@ def from_report(report, success: bool, finished: float, duration: float,
     )  # fmt: skip
 
 
-def count_snapshots(dest: Path) -> int | None:
-    """Complete snapshots in the destination (None when it cannot be read)."""
-    from .destination import Destination
-
-    try:
-        return sum(1 for s in Destination(dest).snapshots() if s.complete)
-    except OSError:
-        return None
-
-
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 
@@ -25,6 +26,8 @@ class Phase(str, Enum):
     COLD = "cold"
     START = "start"
     FINISH = "finish"
+    SAFETY = "safety"  # a restore's cold copy of the state it replaces
+    RESTORE = "restore"  # a restore's copies back
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,73 @@ class Classified:
     volume: Volume
     cls: VolumeClass
     reason: str
+
+
+class Mode(str, Enum):
+    HOT_COLD = "hot-cold"
+    COLD = "cold"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A copy unit's source as found on this host at run time."""
+
+    path: str
+    is_file: bool = False
+
+
+@dataclass(frozen=True)
+class RsyncStats:
+    """What one rsync's --stats block says."""
+
+    files: int = 0  # entries in the source (files, dirs, links)
+    regular_files_transferred: int = 0
+    total_size: int = 0  # bytes of all files in the source
+    transferred_size: int = 0  # bytes of the files that were copied
+    literal_bytes: int = 0  # bytes actually sent (not matched)
+    deleted: int = 0
+
+    def __add__(self, other: RsyncStats) -> RsyncStats:
+        return RsyncStats(
+            *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)
+        )
+
+
+@dataclass(frozen=True)
+class PassResult:
+    phase: Phase
+    unit: str
+    seconds: float
+    exit_code: int
+    stats: RsyncStats
+    refreshed: int = 0  # files copied again because their ctime moved
+    warning: str = ""
+    round: int = 1  # hot passes repeat while they still move much
+
+
+@dataclass(frozen=True)
+class Report:
+    mode: Mode
+    result: str  # "ok" or "failed"
+    dest: str
+    snapshot: str | None
+    downtime_seconds: float
+    phases: Mapping[str, float]  # phase -> seconds
+    services_before: tuple[str, ...]
+    services_after: tuple[str, ...]
+    passes: tuple[PassResult, ...] = ()
+    warnings: tuple[str, ...] = ()
+    pruned: tuple[str, ...] = ()  # snapshots removed by the retention rules after the run
+    checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
+
+    def bytes_moved(self, phase: Phase) -> int:
+        return sum(p.stats.transferred_size for p in self.passes if p.phase is phase)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["passes"] = [
+            {**asdict(p), "phase": p.phase.value, "stats": asdict(p.stats)} for p in self.passes
+        ]
+        data["mode"] = self.mode.value
+        data["bytes_moved"] = {ph.value: self.bytes_moved(ph) for ph in (Phase.HOT, Phase.COLD)}
+        return data

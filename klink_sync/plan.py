@@ -6,18 +6,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
 from pathlib import Path
 
 from .classify import Override, classify_all
 from .compose import Deployment
 from .errors import UsageError
-from .models import Classified, Phase, VolumeClass, VolumeType
-
-
-class Mode(str, Enum):
-    HOT_COLD = "hot-cold"
-    COLD = "cold"
+from .models import Classified, Mode, Phase, VolumeClass, VolumeType
 
 
 @dataclass(frozen=True)
@@ -39,7 +33,9 @@ class CopyUnit:
 
 
 @dataclass(frozen=True)
-class Step:
+class Stage:
+    """One stage of a run, as `plan` tells it to people."""
+
     phase: Phase
     text: str
 
@@ -54,21 +50,20 @@ class Plan:
     units: tuple[CopyUnit, ...]
     stop_timeout: int
 
-    seed_cold: bool = True  # the hot pass also seeds cold units; the cold pass corrects them
-
     @property
     def hot_units(self) -> tuple[CopyUnit, ...]:
         return tuple(u for u in self.units if u.hot)
 
     @property
     def hot_pass_units(self) -> tuple[CopyUnit, ...]:
-        """What the hot pass copies: hot units, and cold ones as a seed."""
-        return self.units if self.seed_cold else self.hot_units
+        """What the hot pass copies: hot units, and cold ones as a seed (the cold pass
+        corrects them, moving only what changed since)."""
+        return self.units
 
     @property
-    def steps(self) -> tuple[Step, ...]:
+    def steps(self) -> tuple[Stage, ...]:
         hot = [u.dest for u in self.hot_units] if self.mode is Mode.HOT_COLD else []
-        steps = [Step(Phase.PREFLIGHT, "check destination, sources, rsync and compose; "
+        steps = [Stage(Phase.PREFLIGHT, "check destination, sources, rsync and compose; "
                       "note which services run")]  # fmt: skip
         if hot:
             text = f"copy while the stack runs: {', '.join(hot)}"
@@ -76,14 +71,14 @@ class Plan:
             if seeds:
                 text += f"; seed (the cold pass corrects them): {', '.join(seeds)}"
             text += "; again while 16 MiB or more changed during a round"
-            steps.append(Step(Phase.HOT, text))
+            steps.append(Stage(Phase.HOT, text))
         steps += [
-            Step(Phase.STOP, f"stop every service of project '{self.project_name}' "
+            Stage(Phase.STOP, f"stop every service of project '{self.project_name}' "
                  f"(timeout {self.stop_timeout}s)"),
-            Step(Phase.COLD, "copy everything, strict: " + ", ".join(u.dest for u in self.units)
+            Stage(Phase.COLD, "copy everything, strict: " + ", ".join(u.dest for u in self.units)
                  + "; then copy again files whose ctime shows a change rsync cannot see"),
-            Step(Phase.START, "start again exactly the services that were running"),
-            Step(Phase.FINISH, "write manifest.json, promote staging to snapshots/<time>, "
+            Stage(Phase.START, "start again exactly the services that were running"),
+            Stage(Phase.FINISH, "write manifest.json, promote staging to snapshots/<time>, "
                  "move latest"),
         ]  # fmt: skip
         return tuple(steps)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .execute import Report
-from .models import Phase
+from .models import Phase, Report
 from .plan import Plan
 
 

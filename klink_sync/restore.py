@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import destination, process, rsync
+from . import checksums, docker, process, rsync, steps
+from .backup import Run
 from .compose import find_compose_files, load_deployment
+from .config import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Settings
 from .destination import Destination, Snapshot
 from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
-from .execute import Report, Run
-from .plan import Mode, build_plan
-from .stack import Stack, stopped_stack
+from .models import Mode, Phase, Report
+from .plan import build_plan
+from .preflight import preflight
+from .stack import Stack, detect_compose_command, stopped_stack
+from .steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +72,10 @@ def _mapped(path: str, maps: Sequence[tuple[str, str]]) -> str:
 
 
 def plan_moves(
-    manifest: Mapping, snapshot: Path, folder: Path, maps: Sequence[tuple[str, str]] = ()
+    manifest: Mapping, snapshot: str, folder: Path, maps: Sequence[tuple[str, str]] = ()
 ) -> tuple[Move, ...]:
-    """Where each unit of the manifest goes (pure): inside the folder, or its (mapped) path."""
+    """Where each unit of the manifest goes (pure): inside the folder, or its (mapped) path.
+    `snapshot`: the snapshot's folder on the destination's host."""
     moves = []
     for unit in manifest["units"]:
         dest, is_file = unit["dest"], unit.get("is_file", False)
@@ -81,42 +87,41 @@ def plan_moves(
             target = Path(_mapped(unit["host_path"], maps))
         if is_file:
             name = os.path.basename(unit["host_path"])
-            inside = (snapshot / dest).parent if dest.startswith("folder/") else snapshot / dest
-            moves.append(Move(dest, str(inside / name), str(target.parent), (), True))
+            inside = posixpath.join(snapshot, dest)
+            if dest.startswith("folder/"):
+                inside = posixpath.dirname(inside)
+            moves.append(Move(dest, posixpath.join(inside, name), str(target.parent), (), True))
         else:
-            moves.append(Move(dest, str(snapshot / dest), str(target), tuple(unit["excludes"]),
+            moves.append(Move(dest, posixpath.join(snapshot, dest), str(target),
+                              tuple(unit["excludes"]),
                               False, tuple(unit.get("volume_names", ())),
                               tuple(unit.get("patterns", ()))))  # fmt: skip
     return tuple(moves)
 
 
-def restore_argv(move: Move, target: str) -> tuple[str, ...]:
-    return rsync.copy_argv(move.source, target, excludes=move.excludes,
-                           source_is_file=move.is_file, patterns=move.patterns)  # fmt: skip
+def restore_step(move: Move, target: str, dest: Destination) -> Step:
+    return steps.restore_step(move.source, target, dest, move.excludes, move.is_file,
+                              move.patterns)  # fmt: skip
 
 
 def _volume_path(move: Move, project: str, key: str) -> str:
     """The named volume's mountpoint, created (labelled as Compose does) when missing."""
     name = move.volume_names[0] if move.volume_names else f"{project}_{key}"
-    inspect = ("docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name)
+    inspect = docker.volume_mountpoint_argv(name)
     try:
         return process.run(inspect).stdout.strip()
     except process.CommandFailed:
-        process.run(("docker", "volume", "create",
-                     "--label", f"com.docker.compose.project={project}",
-                     "--label", f"com.docker.compose.volume={key}", name))  # fmt: skip
+        process.run(docker.volume_create_argv(name, project, key))
         return process.run(inspect).stdout.strip()
 
 
-def quick_verify(snapshot: Snapshot) -> None:
+def quick_verify(dest: Destination, snapshot: Snapshot) -> None:
     """Refuse a snapshot whose listed files are not all there (no content read)."""
-    sums = snapshot.path / "SHA256SUMS"
-    if not sums.is_file():
-        return
-    from .checksums import read_sums  # written after every run, once the stack is up
-
-    root = os.fsencode(snapshot.path)
-    missing = [rel for rel in read_sums(sums) if not os.path.lexists(os.path.join(root, rel))]
+    if not snapshot.has_sums:
+        return  # written after every run, once the stack is up
+    listed = checksums.parse_sums(dest.read(f"{snapshot.rel}/{checksums.SUMS}"))
+    regular, other = dest.files(snapshot.rel)
+    missing = [n for n in listed if n not in regular and n not in other]
     if missing:
         raise UsageError(
             f"snapshot {snapshot.name} fails a quick verify: {len(missing)} listed file(s) "
@@ -141,7 +146,8 @@ def _rewrite_paths(folder: Path, files: Sequence[Path], maps: Sequence[tuple[str
 
 
 class Restore:
-    run_class: type[Run] = Run  # takes the safety snapshot (remote.RemoteRestore: over ssh)
+    """One restore: stop what runs, keep it first (a pre-restore snapshot), put the
+    snapshot back, start again what ran (or everything, with `start`)."""
 
     def __init__(
         self,
@@ -152,17 +158,14 @@ class Restore:
         maps: Sequence[tuple[str, str]] = (),
         safety: bool = True,
         start: bool = False,
-        stop_timeout: int = 120,
-        start_timeout: int = 300,
+        stop_timeout: int = DEFAULT_STOP_TIMEOUT,
+        start_timeout: int = DEFAULT_START_TIMEOUT,
     ):
         self.dest, self.snapshot, self.folder = dest, snapshot, folder
         self.compose, self.maps, self.safety, self.start = compose, maps, safety, start
         self.stop_timeout, self.start_timeout = stop_timeout, start_timeout
-        self.manifest = snapshot.manifest()
-        self.moves = plan_moves(self.manifest, snapshot.path, folder, maps)
-
-    def _restore_argv(self, move: Move, target: str) -> tuple[str, ...]:
-        return restore_argv(move, target)
+        self.manifest = dest.manifest(snapshot)
+        self.moves = plan_moves(self.manifest, dest.path(snapshot.rel), folder, maps)
 
     def current_stack(self) -> Stack | None:
         """The deployment now in the target folder, if it has a compose file."""
@@ -172,22 +175,41 @@ class Restore:
             return None
         return Stack(self.compose, self.folder, files)
 
+    def _safety_run(self, stack: Stack) -> Run:
+        """The cold backup of what the restore replaces, into the same destination."""
+        deployment = load_deployment(self.folder, (), os.environ)
+        process.add_secrets(deployment.secrets)
+        plan = build_plan(deployment, mode=Mode.COLD, stop_timeout=self.stop_timeout)
+        return Run(plan, self.dest, stack)
+
     def dry_run_lines(self) -> list[str]:
+        """The commands the restore would run now, as a backup's --dry-run prints them."""
         stack = self.current_stack()
         lines = [f"restore snapshot {self.snapshot.name} into {self.folder}"]
+        out: list[Step] = []
         if stack:
-            lines.append(f"[stop] {process.show(stack.argv('stop', '-t', str(self.stop_timeout)))}")
+            before = stack.running_services()
+            out.append(steps.stop_step(stack, self.stop_timeout))
             if self.safety:
-                lines.append(f"[safety] cold snapshot of {self.folder} into {self.dest.root} "
-                             "(marked pre-restore)")  # fmt: skip
+                safety = self._safety_run(stack)
+                pre = preflight(safety.plan, self.dest, stack)
+                cold = steps.backup_steps(safety.plan, self.dest, stack, pre.inputs())
+                out += [replace(s, phase=Phase.SAFETY) for s in cold if s.phase is Phase.COLD]
         else:
-            lines.append(f"[stop] nothing: no compose file in {self.folder} yet")
+            out.append(steps.rule(Phase.STOP, f"nothing: no compose file in {self.folder} yet"))
         for move in self.moves:
             target = move.target if not move.target.startswith("<") else "<docker volume>"
-            lines.append(f"[restore] {process.show(self._restore_argv(move, target))}")
-        lines.append(f"[start] {'up -d the services running before' if stack else ''}"
-                     f"{' (or all, --start)' if self.start else ''}")  # fmt: skip
-        return lines
+            out.append(restore_step(move, target, self.dest))
+        if stack:
+            out.append(steps.start_step(stack, self._to_start(before), recreate=True))
+        elif self.start:
+            out.append(steps.rule(Phase.START, "up -d every service of the restored folder"))
+        return lines + [s.line() for s in out]
+
+    def _to_start(self, before: Sequence[str]) -> tuple[str, ...]:
+        if self.start:
+            return load_deployment(self.folder, (), os.environ).services
+        return tuple(before)
 
     def _copy_back(self) -> int:
         moved = 0
@@ -200,7 +222,7 @@ class Restore:
                 key = next(u["source"] for u in self.manifest["units"] if u["dest"] == move.unit)
                 target = _volume_path(move, project, key)
             Path(target).mkdir(parents=True, exist_ok=True)
-            result = process.run(self._restore_argv(move, target))
+            result = process.run(restore_step(move, target, self.dest).argv)
             stats = rsync.parse_stats(result.stdout)
             moved += stats.total_size
             log.info("restored %s -> %s (%d files)", move.unit, target, stats.files)
@@ -209,37 +231,16 @@ class Restore:
     def execute(self) -> RestoreReport:
         stack = self.current_stack()
         before: tuple[str, ...] = stack.running_services() if stack else ()
-        safety_run = None
-        if stack and self.safety:
-            deployment = load_deployment(self.folder, (), os.environ)
-            process.add_secrets(deployment.secrets)
-            plan = build_plan(deployment, mode=Mode.COLD, stop_timeout=self.stop_timeout)
-            safety_run = self.run_class(plan, self.dest, stack)
-            safety_run.prepare()
         safety_report: Report | None = None
-        rewritten: list[str] = []
         if stack:
-            to_start = tuple(before)
-            if self.start:
-                to_start = load_deployment(self.folder, (), os.environ).services
-            with stopped_stack(stack, to_start, self.stop_timeout, self.start_timeout,
-                              recreate=True) as window:
-                if safety_run:
-                    safety_run.cold_pass()
-                window.restart_on_error = False  # from here on the data is being replaced
-                moved, rewritten = self._restore_files()
-                window.restart_on_error = True
-            if safety_run:
-                safety_report = safety_run.with_checksums(
-                    safety_run.finish(window.times, kind="pre-restore")
-                )
+            moved, rewritten, safety_report = self._over_a_stack(stack, before)
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             moved, rewritten = self._restore_files()
         restored = Stack(self.compose, self.folder, find_compose_files(self.folder))
         if self.start and not stack:
             start_fresh(restored, load_deployment(self.folder, (), os.environ).services,
-                        self.start_timeout)
+                        self.start_timeout)  # fmt: skip
         after = restored.running_services()
         return RestoreReport(
             snapshot=self.snapshot.name, folder=str(self.folder), moves=self.moves,
@@ -249,6 +250,23 @@ class Restore:
             hints=self._hints(),
         )  # fmt: skip
 
+    def _over_a_stack(self, stack: Stack, before: tuple[str, ...]
+                      ) -> tuple[int, list[str], Report | None]:  # fmt: skip
+        """Stop, keep the current state, restore, start again (not if the restore failed)."""
+        safety_run = self._safety_run(stack) if self.safety else None
+        if safety_run:
+            safety_run.prepare()
+        with stopped_stack(stack, self._to_start(before), self.stop_timeout, self.start_timeout,
+                           recreate=True) as window:  # fmt: skip
+            if safety_run:
+                safety_run.cold_pass()
+            window.restart_on_error = False  # from here on the data is being replaced
+            moved, rewritten = self._restore_files()
+            window.restart_on_error = True
+        if not safety_run:
+            return moved, rewritten, None
+        report = safety_run.with_checksums(safety_run.finish(window.times, kind="pre-restore"))
+        return moved, rewritten, report
     def _restore_files(self) -> tuple[int, list[str]]:
         try:
             moved = self._copy_back()
@@ -270,7 +288,8 @@ class Restore:
                      for s in kbox[:1])  # fmt: skip
 
 
-def start_fresh(stack: Stack, services: Sequence[str], timeout: float = 300) -> None:
+def start_fresh(stack: Stack, services: Sequence[str],
+                timeout: float = DEFAULT_START_TIMEOUT) -> None:
     """First start of a deployment restored into a folder that had none."""
     stack.up()
     down, _ = stack.wait_running(services, timeout)
@@ -280,8 +299,28 @@ def start_fresh(stack: Stack, services: Sequence[str], timeout: float = 300) -> 
 
 
 def run_restore(restore: Restore) -> RestoreReport:
-    with destination.locked(restore.dest):
+    with restore.dest.lock():
         began = time.monotonic()
         report = restore.execute()
         log.info("restore done in %.1fs", time.monotonic() - began)
         return report
+
+
+def open_restore(dest: Destination, name: str, folder: Path | None, settings: Settings,
+                 maps: Sequence[str] = (), safety: bool = True, start: bool = False
+                 ) -> Restore:  # fmt: skip
+    """Every check a restore makes before it touches anything: the destination, the
+    snapshot (complete, its listed files there), the maps; the target folder is --folder,
+    else the config's, else the one the snapshot was taken from."""
+    dest.check_existing()
+    snap = dest.find(name)
+    if not snap.complete:
+        raise UsageError(f"snapshot {snap.name} is incomplete (no manifest.json): refusing")
+    quick_verify(dest, snap)
+    pairs = parse_maps(maps)
+    target = folder or (Path(settings.folder) if settings.folder else None)
+    target = (target or Path(dest.manifest(snap)["folder"])).absolute()
+    compose = detect_compose_command(os.environ.get("KLINK_SYNC_COMPOSE")
+                                     or settings.compose_command)  # fmt: skip
+    return Restore(dest, snap, target, compose, pairs, safety=safety, start=start,
+                   stop_timeout=settings.stop_timeout, start_timeout=settings.start_timeout)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from .models import RsyncStats
+
+__all__ = ["RsyncStats"]  # with the records; read from here by the parsers below
 
 # Faithful copy: owners by number, hard links, ACLs, xattrs, deletions.
 # Never --inplace: it would write through hard links into older snapshots.
@@ -110,21 +113,6 @@ def parse_progress(line: str) -> tuple[int, int, str] | None:
     if not match:
         return None
     return int(match.group(1).replace(",", "")), int(match.group(2)), match.group(3)
-
-
-@dataclass(frozen=True)
-class RsyncStats:
-    files: int = 0  # entries in the source (files, dirs, links)
-    regular_files_transferred: int = 0
-    total_size: int = 0  # bytes of all files in the source
-    transferred_size: int = 0  # bytes of the files that were copied
-    literal_bytes: int = 0  # bytes actually sent (not matched)
-    deleted: int = 0
-
-    def __add__(self, other: RsyncStats) -> RsyncStats:
-        return RsyncStats(
-            *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)
-        )
 
 
 _STAT_LINES = {

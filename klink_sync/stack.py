@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import process
+from . import docker, process
 from .errors import KlinkSyncError, RestartFailed, UsageError
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = (("docker", "compose"), ("docker-compose",))
+CANDIDATES = docker.COMPOSE_COMMANDS
 
 
 class Interrupted(KlinkSyncError):
@@ -31,7 +31,7 @@ def detect_compose_command(configured: str | None = None) -> tuple[str, ...]:
         return tuple(shlex.split(configured))
     for candidate in CANDIDATES:
         try:
-            process.run((*candidate, "version"))
+            process.run(docker.compose_version_argv(candidate))
             return candidate
         except process.CommandFailed:
             continue
@@ -56,14 +56,14 @@ class Stack:
     compose: tuple[str, ...]
     folder: Path
     compose_files: tuple[Path, ...]
-    env: Mapping[str, str] | None = None
 
     def argv(self, *args: str) -> tuple[str, ...]:
-        files = [a for f in self.compose_files for a in ("-f", str(f))]
-        return (*self.compose, *files, *args)
+        """Any compose command of this project (for dry runs and advice to the admin)."""
+        return docker.compose_argv(self.compose, self.compose_files, *args)
 
-    def _run(self, *args: str) -> process.Result:
-        return process.run(self.argv(*args), cwd=self.folder, env=self.env)
+    def _run(self, argv: Sequence[str]) -> process.Result:
+        """From the project's folder: compose finds its .env and project name there."""
+        return process.run(argv, cwd=self.folder)
 
     def running_services(self) -> tuple[str, ...]:
         """The services with a container of their own running (see survey)."""
@@ -72,24 +72,24 @@ class Stack:
     def _compose_running(self) -> tuple[str, ...]:
         """Compose's own answer, for a stand-in compose without Docker: it would count a
         one-off `compose run` container as its service running."""
-        out = self._run("ps", "--services", "--filter", "status=running").stdout
+        out = self._run(docker.compose_running_argv(self.compose, self.compose_files)).stdout
         return tuple(sorted({line.strip() for line in out.splitlines() if line.strip()}))
 
     def stop(self, timeout: int) -> None:
-        self._run("stop", "-t", str(timeout))
+        self._run(docker.compose_stop_argv(self.compose, self.compose_files, timeout))
 
     def start(self, services: Sequence[str]) -> None:
         if services:
-            self._run("start", *services)
+            self._run(docker.compose_start_argv(self.compose, self.compose_files, services))
 
     def up(self, services: Sequence[str] = ()) -> None:
         """Create (if needed) and start: a restored or new folder may have no containers."""
-        self._run("up", "-d", *services)
+        self._run(docker.compose_up_argv(self.compose, self.compose_files, services))
 
     def survey(self) -> Survey:
         """What runs now: one compose call (it also checks the compose files) and one docker
         call, where compose's own answers would take two (~0.1 s of CPU each)."""
-        ids = self._run("ps", "-a", "-q").stdout.split()
+        ids = self._ids(())
         try:
             found = self._containers(ids) if ids else None
         except process.CommandFailed:  # a container went meanwhile
@@ -107,7 +107,7 @@ class Stack:
     ) -> tuple[list[str], tuple[str, ...]]:
         """Services not running, or with a healthcheck that does not yet say healthy;
         and every service that runs now. `known`: the containers to ask (else compose's)."""
-        ids = list(known) or self._run("ps", "-q").stdout.split()  # the running containers
+        ids = list(known) or self._ids((), stopped=False)  # the running containers
         if not ids:  # none, or a stand-in compose without Docker: ask compose itself
             running = self._compose_running()
             return [s for s in services if s not in running], running
@@ -130,11 +130,7 @@ class Stack:
     def _containers(ids: Sequence[str]) -> list[tuple[str, str, str, str]]:
         """(service, id, status, health) of each container, one-off `compose run` ones aside:
         they are not the service (it may be stopped while one runs)."""
-        fmt = "\t".join(('{{index .Config.Labels "com.docker.compose.service"}}',
-                         '{{index .Config.Labels "com.docker.compose.oneoff"}}',
-                         "{{.ID}}", "{{.State.Status}}",
-                         "{{if .State.Health}}{{.State.Health.Status}}{{end}}"))  # fmt: skip
-        out = process.run(("docker", "inspect", "--format", fmt, *ids)).stdout
+        out = process.run(docker.states_argv(ids)).stdout
         found = []
         for line in out.splitlines():
             service, oneoff, cid, status, health = (line.split("\t") + [""] * 5)[:5]
@@ -142,8 +138,13 @@ class Stack:
                 found.append((service, cid, status, health))
         return found
 
+    def _ids(self, services: Sequence[str], stopped: bool = True) -> list[str]:
+        argv = docker.compose_ids_argv(self.compose, self.compose_files, services, stopped)
+        return self._run(argv).stdout.split()
+
     def container_ids(self, services: Sequence[str]) -> list[str]:
-        return self._run("ps", "-a", "-q", *services).stdout.split() if services else []
+        """The services' containers, stopped ones too (none asked: none, not all)."""
+        return self._ids(services) if services else []
 
     def killed(self, services: Sequence[str], ids: Sequence[str] = ()) -> list[str]:
         """Services whose container was killed (SIGKILL, OOM) rather than exiting by itself.
@@ -151,11 +152,9 @@ class Stack:
         `ids`, taken before the stop, are asked in one docker call (compose calls cost
         ~0.1 s each, inside the downtime); if they are gone, compose is asked again.
         """
-        fmt = ('{{index .Config.Labels "com.docker.compose.service"}} '
-               "{{.State.ExitCode}} {{.State.OOMKilled}}")  # fmt: skip
         try:
             ids = list(ids) or self.container_ids(services)
-            out = process.run(("docker", "inspect", "--format", fmt, *ids)).stdout if ids else ""
+            out = process.run(docker.exits_argv(ids)).stdout if ids else ""
         except process.CommandFailed:
             if not ids:
                 raise
@@ -179,9 +178,9 @@ class Stack:
             time.sleep(0.1)
 
     def start_command(self, services: Sequence[str], recreate: bool = False) -> str:
-        verb = ("up", "-d") if recreate else ("start",)
+        build = docker.compose_up_argv if recreate else docker.compose_start_argv
         return f"cd {shlex.quote(str(self.folder))} && " + process.show(
-            self.argv(*verb, *services)
+            build(self.compose, self.compose_files, services)
         )
 
 

@@ -10,6 +10,7 @@ log() { printf '[install-deps] %s\n' "$*" >&2; }
 apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl systemd
               rsnapshot restic time)  # the last three: make bench (peers, GNU time)
 apt_packages+=(openssh-server openssh-client)  # tests/sshd.py: a throwaway sshd for remote dests
+apt_packages+=(shellcheck)  # make lint: klink_sync's shell scripts
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from klink_sync import checksums, verify
+from klink_sync import checksums, dbcheck
 from tests.conftest import run_cli
 from tests.integration.test_hot_cold import ALL, latest, make_deployment, set_running
 
@@ -229,8 +229,8 @@ def test_checksum_failure_is_a_warning_not_a_failed_run(folder, tmp_path, klink_
 def test_manifest_names_the_database_folder_and_image(dest):
     manifest = json.loads((latest(dest) / "manifest.json").read_text())
     assert {v["service"]: v["image"] for v in manifest["volumes"]}["database"] == "mariadb:10.3"
-    assert verify.databases(manifest) == [
-        verify.Database("database", "mariadb:10.3", "folder/storage/database")
+    assert dbcheck.databases(manifest) == [
+        dbcheck.Database("database", "mariadb:10.3", "folder/storage/database")
     ]
 
 
@@ -239,14 +239,14 @@ def test_database_inside_a_bigger_unit_and_missing_cases():
              {"dest": "volumes/mnt-data", "source": "/mnt/data", "type": "bind"}]  # fmt: skip
     vol = {"service": "db", "target": "/var/lib/mysql/", "type": "bind", "class": "cold",
            "source": "/mnt/data/mysql", "image": "mariadb:10.6"}  # fmt: skip
-    found = verify.databases({"units": units, "volumes": [vol]})
-    assert found == [verify.Database("db", "mariadb:10.6", "volumes/mnt-data/mysql")]
-    with pytest.raises(verify.KlinkSyncError, match="no database"):
-        verify.databases({"units": units, "volumes": []})
-    with pytest.raises(verify.KlinkSyncError, match="older klink-sync"):
-        verify.databases({"units": units, "volumes": [{**vol, "image": None}]})
-    with pytest.raises(verify.KlinkSyncError, match="skipped"):
-        verify.databases({"units": units, "volumes": [{**vol, "class": "skip"}]})
+    found = dbcheck.databases({"units": units, "volumes": [vol]})
+    assert found == [dbcheck.Database("db", "mariadb:10.6", "volumes/mnt-data/mysql")]
+    with pytest.raises(dbcheck.KlinkSyncError, match="no database"):
+        dbcheck.databases({"units": units, "volumes": []})
+    with pytest.raises(dbcheck.KlinkSyncError, match="older klink-sync"):
+        dbcheck.databases({"units": units, "volumes": [{**vol, "image": None}]})
+    with pytest.raises(dbcheck.KlinkSyncError, match="skipped"):
+        dbcheck.databases({"units": units, "volumes": [{**vol, "class": "skip"}]})
 
 
 CHECK_OK = """\
@@ -269,18 +269,18 @@ status   : OK
 
 
 def test_mariadb_check_output_is_judged_per_table():
-    assert verify.bad_check_lines(CHECK_OK) == []
-    assert verify.check_tables_count(CHECK_OK) == 4
-    assert verify.bad_check_lines(CHECK_BAD) == [
+    assert dbcheck.bad_check_lines(CHECK_OK) == []
+    assert dbcheck.check_tables_count(CHECK_OK) == 4
+    assert dbcheck.bad_check_lines(CHECK_BAD) == [
         "dms.pages: Error: Table 'dms.pages' doesn't exist in engine",
         "mysql.proxies_priv: warning: 1 client is using or hasn't closed the table properly",
     ]
-    assert verify.bad_check_lines("dms.t    Corrupt\n") == ["dms.t: Corrupt"]
+    assert dbcheck.bad_check_lines("dms.t    Corrupt\n") == ["dms.t: Corrupt"]
 
 
 def test_throwaway_server_has_no_network_and_the_copy_as_datadir():
-    argv = verify.run_argv("n", "img:1", "/tmp/copy", "/tmp/v.cnf")
+    argv = dbcheck.run_argv("n", "img:1", "/tmp/copy", "/tmp/v.cnf")
     assert argv[:3] == ("docker", "run", "-d")
     assert ("--network", "none") == argv[argv.index("--network"):argv.index("--network") + 2]
     assert "/tmp/copy:/var/lib/mysql" in argv and argv[-1] == "img:1"
-    assert "skip-grant-tables" in verify.VERIFY_CNF
+    assert "skip-grant-tables" in dbcheck.VERIFY_CNF

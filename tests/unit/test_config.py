@@ -51,7 +51,8 @@ def test_defaults() -> None:
 
 def test_defaults_agree_with_the_option_table() -> None:
     settings = Settings()
-    for key, (_, default, help_text) in OPTIONS.items():
+    for key, option in OPTIONS.items():
+        default, help_text = option.default, option.help
         assert help_text
         if key == "volumes":
             assert settings.overrides == tuple(default)
@@ -370,4 +371,4 @@ def test_the_sample_is_the_defaults(tmp_path: Path) -> None:
     assert check_file(path) == []
     assert load_settings(path) == Settings(source=str(path))
     for key in OPTIONS:
-        assert f"\n# {key}: {OPTIONS[key][2]}" in sample()
+        assert f"\n# {key}: {OPTIONS[key].help}" in sample()

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from klink_sync import fileindex
+from klink_sync.destination.local import LocalDestination
 from klink_sync.fileindex import (
     RACY_NS,
     HotReference,
     Scan,
     files_to_refresh,
-    load,
-    save,
     scan,
     state_of,
     write_null_list,
@@ -33,6 +32,16 @@ FUTURE = 4_000_000_000 * SEC  # a walk started long after every ctime here
 PAST = 1_000_000_000 * SEC  # a walk started before every ctime here
 BAD = os.fsdecode(b"bad\xff")  # a name that is not UTF-8
 
+
+
+def save(path: Path, scans: dict) -> None:
+    """As a run saves its walks into a destination."""
+    LocalDestination(path.parent).save_index(path.name, scans)
+
+
+def load(path: Path) -> dict:
+    """As the next run reads them: a missing or unreadable index trusts nothing."""
+    return LocalDestination(path.parent).read_index(path.name)
 
 def put(path: Path, size: int, mtime_ns: int = MTIME) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

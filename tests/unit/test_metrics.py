@@ -8,7 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from klink_sync import metrics
-from klink_sync.execute import PassResult, Report
+from klink_sync.hooks import count_snapshots
+from klink_sync.models import PassResult, Report
 from klink_sync.models import Phase
 from klink_sync.plan import Mode
 from klink_sync.rsync import RsyncStats
@@ -146,4 +147,4 @@ def test_count_snapshots_counts_complete_ones(tmp_path, made: int) -> None:
         (snap / "manifest.json").write_text("{}")
     (tmp_path / "snapshots").mkdir(exist_ok=True)
     (tmp_path / "snapshots" / "2026-11-29T00-00-00Z").mkdir()  # no manifest: incomplete
-    assert metrics.count_snapshots(tmp_path) == made
+    assert count_snapshots(str(tmp_path)) == made

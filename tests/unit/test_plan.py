@@ -12,7 +12,9 @@ import pytest
 
 from klink_sync.classify import ANONYMOUS_REASON, DEFAULT_REASON, Override
 from klink_sync.compose import load_deployment
-from klink_sync.execute import Source, copy_command, landing
+from klink_sync.destination.local import LocalDestination
+from klink_sync.models import Phase, Source
+from klink_sync.steps import copy_step, landing
 from klink_sync.models import Phase, VolumeClass, VolumeType
 from klink_sync.plan import CopyUnit, Mode, Plan, build_plan
 
@@ -611,11 +613,12 @@ def test_file_bind_inside_the_folder_stays_a_file_in_the_snapshot(tmp_path: Path
               - ./config.ini:/etc/app.ini:ro
     """)  # fmt: skip
     (folder / "config.ini").write_text("a=1\n")
-    staging = tmp_path / "staging"
+    dest = LocalDestination(tmp_path / "dest")
+    staging = tmp_path / "dest" / ".staging"
     for u in plan_of(folder).units:
         source = Source(u.source, os.path.isfile(u.source))
         (staging / landing(u, source)).parent.mkdir(parents=True, exist_ok=True)
-        argv = copy_command(u, source, staging, None)
+        argv = copy_step(Phase.COLD, u, source, dest, None, ()).argv
         subprocess.run(argv, check=True, capture_output=True)
 
     assert (staging / "folder" / "docker-compose.yml").is_file()

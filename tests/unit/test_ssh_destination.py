@@ -1,4 +1,4 @@
-"""remote.py's pure parts: reading `[user@]host:/path`, ssh and rsync command lines."""
+"""destination/ssh.py's pure parts: reading `[user@]host:/path`, ssh and rsync command lines."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from klink_sync import remote, systemd
+from klink_sync import systemd
+from klink_sync.destination import ssh as remote
 from klink_sync.config import check_settings
 from klink_sync.errors import UsageError
-from klink_sync.remote import SSH_DEFAULTS, RemoteDestination, is_remote, rsh
+from klink_sync.destination.ssh import SSH_DEFAULTS, is_remote, rsh
+from klink_sync.destination.ssh import SshDestination as RemoteDestination
 
 
 @pytest.mark.parametrize("text", ["root@127.0.0.1:/backup", "nas:/srv/k-link", "b@h:/",
@@ -28,14 +30,14 @@ def test_local_forms(text) -> None:
 def test_parts_of_a_remote_destination() -> None:
     dest = RemoteDestination("backup@nas.example:/srv/backup//k-link/", ())
     assert dest.host == "backup@nas.example" and dest.rsync_host == "backup@nas.example"
-    assert dest.path == PurePosixPath("/srv/backup/k-link")
-    assert dest.root == "backup@nas.example:/srv/backup//k-link/"  # as the user wrote it
-    assert dest.staging == PurePosixPath("/srv/backup/k-link/.staging")
-    assert dest.snapshots_dir == PurePosixPath("/srv/backup/k-link/snapshots")
-    assert dest.rsync_path(dest.staging / "folder") == (
+    assert dest.root == PurePosixPath("/srv/backup/k-link")
+    assert dest.spec == "backup@nas.example:/srv/backup//k-link/"  # as the user wrote it
+    assert dest.path(".staging") == "/srv/backup/k-link/.staging"
+    assert dest.path("snapshots") == "/srv/backup/k-link/snapshots"
+    assert dest.rsync_address(dest.path(".staging/folder")) == (
         "backup@nas.example:/srv/backup/k-link/.staging/folder")
     v6 = RemoteDestination("root@[fd00::2]:/b", ())
-    assert v6.host == "root@fd00::2" and v6.rsync_path("/b") == "root@[fd00::2]:/b"
+    assert v6.host == "root@fd00::2" and v6.rsync_address("/b") == "root@[fd00::2]:/b"
 
 
 @pytest.mark.parametrize("text, why", [
@@ -51,16 +53,16 @@ def test_refused_remote_destinations(text: str, why: str) -> None:
 def test_remote_commands_are_one_quoted_string_with_every_argument_intact() -> None:
     odd = "/srv/back up/$(touch x)/'q'/\"d\"/new\nline/;&|*"
     dest = RemoteDestination(f"u@h:{odd}", ("-p", "2222"))
-    argv = dest.ssh_argv("echo \"$1\"", str(dest.path), "-n")
+    argv = dest.ssh_argv("cat", str(dest.root), "-n")
     assert argv[:5] == ("ssh", "-p", "2222", "u@h", "--") and len(argv) == 6
     # what the remote login shell splits it into: exactly the argv we meant
-    assert shlex.split(argv[5]) == ["sh", "-c", "echo \"$1\"", "klink-sync", odd, "-n"]
+    assert shlex.split(argv[5]) == ["sh", "-c", remote.script("cat"), "klink-sync", odd, "-n"]
 
 
 def test_rsync_reaches_the_host_through_ssh_with_its_options() -> None:
     dest = RemoteDestination("u@h:/b", ("-p", "2222", "-i", "/keys/my key", "-o",
                                         "ProxyCommand=nc 'x' %h"))  # fmt: skip
-    argv = dest.rsync(("rsync", "-a", "src/", "u@h:/b/"))
+    argv = dest.rsync_argv(("rsync", "-a", "src/", "u@h:/b/"))
     assert argv[:3] == ("rsync", "-e",
                         "ssh -p 2222 -i '/keys/my key' -o \"ProxyCommand=nc 'x' %h\"")
     assert argv[3] == "--protect-args" and argv[4:] == ("-a", "src/", "u@h:/b/")

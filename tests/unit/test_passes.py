@@ -3,7 +3,7 @@
 import threading
 from pathlib import Path
 
-from klink_sync.execute import _Countdown, unwritten_bytes
+from klink_sync.passes import _Countdown, unwritten_bytes
 
 MEMINFO = """MemTotal:       24634524 kB
 MemFree:         1234567 kB

@@ -1,0 +1,3 @@
+# shellcheck shell=sh
+# One small file's bytes.
+cat -- "$1"

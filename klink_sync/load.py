@@ -1,0 +1,91 @@
+"""From the command line's words, the environment and the config file to what a command
+works on: settings (loaded once), the setup folder, the plan, the destination, the stack.
+Flags win over the environment, the environment over the config file, the file over the
+defaults."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from . import process
+from .classify import check_overrides
+from .compose import load_deployment
+from .config import LOG_LEVELS, Settings, load_settings
+from .destination import Destination, open_destination
+from .errors import UsageError
+from .models import Mode
+from .passes import Cuts
+from .plan import Plan, build_plan
+from .stack import Stack, detect_compose_command
+
+log = logging.getLogger(__name__)
+
+USUAL_FOLDERS = ("/home/*/deploy/k-link", "/home/*/k-Link", "/home/*/k-link", "/opt/k-link")
+
+
+def settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def find_folder(explicit: Path | None, settings: Settings) -> Path:
+    """--folder, KLINK_SYNC_FOLDER, the config, else the one usual place that exists."""
+    if explicit is not None or settings.folder:
+        folder = explicit or Path(str(settings.folder))
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: setup folder does not exist")
+        return folder.resolve()
+    found = sorted({p for pattern in USUAL_FOLDERS for p in glob.glob(pattern)})
+    found = [p for p in found if os.path.isdir(p)]
+    if len(found) == 1:
+        log.info("setup folder: %s (found in the usual places)", found[0])
+        return Path(found[0]).resolve()
+    if not found:
+        raise UsageError("no setup folder given (--folder) and none in " + ", ".join(USUAL_FOLDERS))
+    raise UsageError("several setup folders found, choose one with --folder: " + ", ".join(found))
+
+
+def plan(settings: Settings, folder: Path | None, mode: Mode) -> Plan:
+    """Setup folder -> compose files -> Plan; the deployment's secrets registered for masking."""
+    root = find_folder(folder, settings)
+    deployment = load_deployment(root, settings.compose_files, os.environ)
+    process.add_secrets(deployment.secrets)
+    overrides = tuple(
+        replace(o, source=os.path.normpath(root / o.source))
+        if o.source and o.source.startswith(".") else o
+        for o in settings.overrides
+    )  # fmt: skip
+    check_overrides(overrides, deployment.services, deployment.volumes, settings.source)
+    try:
+        return build_plan(deployment, overrides, mode, settings.stop_timeout, settings.excludes)
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("config:", f"{settings.source}:", 1)) from None
+
+
+def destination(spec: str | None, settings: Settings) -> Destination:
+    """--dest (or KLINK_SYNC_DEST), else the config's dest."""
+    return open_destination(spec or settings.dest, settings.ssh_options)
+
+
+def compose_command(settings: Settings) -> tuple[str, ...]:
+    return detect_compose_command(os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command)
+
+
+def stack(settings: Settings, the_plan: Plan) -> Stack:
+    return Stack(compose_command(settings), the_plan.folder, the_plan.compose_files)
+
+
+def log_level(settings: Settings) -> str:
+    """KLINK_SYNC_LOG_LEVEL, else the config's log_level."""
+    level = os.environ.get("KLINK_SYNC_LOG_LEVEL") or settings.log_level
+    if level not in LOG_LEVELS:
+        raise UsageError(f"KLINK_SYNC_LOG_LEVEL={level}: must be debug, info or warning")
+    return level
+
+
+def cuts() -> Cuts:
+    """KLINK_SYNC_DISABLE: downtime cuts to turn off, for the benchmark."""
+    return Cuts.parse(os.environ.get("KLINK_SYNC_DISABLE", ""))

@@ -1,0 +1,138 @@
+"""The command list: every rsync and compose command a backup or restore runs, with its
+phase and why. The run asks these functions for each command it executes; `--dry-run`
+prints the list `backup_steps`/`restore_steps` make from the same functions, on the data
+as it is now (pure: the decisions' inputs come in as records)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from . import process, rsync
+from .destination import STAGING, Destination, Snapshot
+from .models import Mode, Phase, Source
+from .plan import CopyUnit, Plan
+from .stack import Stack
+
+# Another hot round runs when this much changed during the last one (at most HOT_ROUNDS).
+HOT_REPEAT_BYTES = 16 * 2**20
+HOT_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    phase: Phase
+    argv: tuple[str, ...]  # exactly what runs; () for a rule decided during the run
+    why: str
+
+    def line(self) -> str:
+        """As --dry-run prints it."""
+        shown = process.show(self.argv) if self.argv else f"({self.why})"
+        return f"  [{self.phase.value}] {shown}"
+
+
+def landing(unit: CopyUnit, source: Source) -> str:
+    """The folder in a snapshot that receives the unit's files.
+
+    A file bound from inside the setup folder keeps its place there; any other
+    unit fills its own folder (a file from elsewhere lands inside volumes/<name>/).
+    """
+    if source.is_file and unit.dest.startswith("folder/"):
+        return os.path.dirname(unit.dest)
+    return unit.dest
+
+
+def copy_step(
+    phase: Phase, unit: CopyUnit, source: Source, dest: Destination, link_to: Snapshot | None,
+    latest_folders: Collection[str], *, progress: bool = False, xattrs: bool = True,
+) -> Step:  # fmt: skip
+    """One unit's rsync into staging; hot copies list what they wrote (--itemize-changes).
+    `link_to`: hard-link unchanged files to that snapshot's copy, where it has the folder."""
+    into = landing(unit, source)
+    link_dest = None
+    if link_to is not None and into in latest_folders:
+        link_dest = dest.path(f"{link_to.rel}/{into}")
+    argv = rsync.copy_argv(source.path, dest.rsync_address(dest.path(f"{STAGING}/{into}")),
+                           link_dest=link_dest, excludes=unit.excludes,
+                           source_is_file=source.is_file, itemize=phase is Phase.HOT,
+                           progress=progress, patterns=unit.patterns, xattrs=xattrs)  # fmt: skip
+    why = f"{'hot' if phase is Phase.HOT else 'strict'} copy of {unit.dest}"
+    return Step(phase, dest.rsync_argv(argv), why)
+
+
+def refresh_step(unit: CopyUnit, source: Source, dest: Destination, files_from: str) -> Step:
+    """Copy again, whatever their size and mtime, the files listed in `files_from`."""
+    root = os.path.dirname(source.path) if source.is_file else source.path
+    target = dest.rsync_address(dest.path(f"{STAGING}/{landing(unit, source)}"))
+    argv = rsync.refresh_argv(root, target, files_from)
+    return Step(Phase.COLD, dest.rsync_argv(argv), f"files of {unit.dest} rsync cannot see "
+                "changed (ctime moved, size and mtime kept)")  # fmt: skip
+
+
+def stop_step(stack: Stack, timeout: int) -> Step:
+    return Step(Phase.STOP, stack.argv("stop", "-t", str(timeout)),
+                f"stop every service (MariaDB gets {timeout}s to shut down cleanly)")  # fmt: skip
+
+
+def start_step(stack: Stack, services: Sequence[str], recreate: bool = False) -> Step:
+    verb = ("up", "-d") if recreate else ("start",)
+    return Step(Phase.START, stack.argv(*verb, *services), "start exactly what ran before")
+
+
+def restore_step(source: str, target: str, dest: Destination, excludes: Sequence[str] = (),
+                 is_file: bool = False, patterns: Sequence[str] = ()) -> Step:  # fmt: skip
+    """One unit of a snapshot back into its place (content compared, not size and mtime)."""
+    argv = rsync.copy_argv(dest.rsync_address(source), target, excludes=tuple(excludes),
+                           source_is_file=is_file, patterns=tuple(patterns))  # fmt: skip
+    return Step(Phase.RESTORE, dest.rsync_argv(argv), f"restore into {target}")
+
+
+def rule(phase: Phase, why: str) -> Step:
+    """A decision only the run can take, printed with its rule."""
+    return Step(phase, (), why)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the backup's commands depend on, as the preflight found it."""
+
+    sources: dict[str, Source]
+    before: tuple[str, ...]  # services running
+    latest: Snapshot | None
+    latest_folders: frozenset[str]
+    xattrs: dict[str, bool]  # unit -> its walk found an xattr or ACL
+    seed: bool = True  # the hot pass copies cold units too
+    plain: bool = True  # cold copies without -A -X where no walk found any
+
+
+def hot_units(plan: Plan, inputs: Inputs) -> tuple[CopyUnit, ...]:
+    """What the hot pass copies: nothing when the stack is stopped (copied cold only)."""
+    if plan.mode is not Mode.HOT_COLD or not inputs.before:
+        return ()
+    return plan.hot_pass_units if inputs.seed else plan.hot_units
+
+
+def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
+                 progress: bool = False) -> list[Step]:  # fmt: skip
+    """The commands of a run, in order, as it would run them on the data as it is now."""
+    hot = hot_units(plan, inputs)
+    out = [copy_step(Phase.HOT, u, inputs.sources[u.dest], dest, inputs.latest,
+                     inputs.latest_folders, progress=progress) for u in hot]  # fmt: skip
+    if hot:
+        out.append(rule(Phase.HOT, f"again, without --link-dest, while {HOT_REPEAT_BYTES // 2**20}"
+                        f" MiB or more changed during a round (at most {HOT_ROUNDS} rounds)"))
+    out.append(stop_step(stack, plan.stop_timeout))
+    out.append(rule(Phase.COLD, "first, files whose ctime shows a change rsync cannot see are "
+                    "copied again (rsync --files-from)"))  # fmt: skip
+    for unit in plan.units:  # side by side; a unit filled hot needs no --link-dest
+        filled = unit in hot
+        plain = filled and inputs.plain and not inputs.xattrs[unit.dest]
+        out.append(copy_step(Phase.COLD, unit, inputs.sources[unit.dest], dest,
+                             None if filled else inputs.latest, inputs.latest_folders,
+                             progress=progress, xattrs=not plain))  # fmt: skip
+    if inputs.before:
+        out.append(start_step(stack, inputs.before))
+    else:
+        out.append(rule(Phase.START, "nothing ran before: the stack is left stopped"))
+    return out

@@ -1,0 +1,42 @@
+"""Downtime benchmark: klink-sync against the guide's procedure and peers (make bench).
+
+Builds a deployment of the sample stack (scripts/sample-stack) of a chosen size in a
+work folder of its own (Compose project bench-<pid>), with its writer and indexer
+running, and measures, repetition after repetition in the same run:
+
+  F        docker compose stop; docker compose up -d               (nothing copied)
+  P        stop; cp -a of the whole folder to a fresh destination; up -d
+  cold     klink-sync cold, fresh destination
+  H1       klink-sync hot-cold, fresh destination
+  bare-H1  the rsync and compose commands klink-sync runs (from its --dry-run),
+           as a plain shell script, fresh destination, as many hot rounds as H1 ran
+  rsnapshot-1, restic-1   peers, first run (fresh snapshot root / repository)
+  ... then 1% of the pre-filled documents are rewritten (new content, same size) ...
+  H2       klink-sync hot-cold, incremental (same destination as H1)
+  bare-H2  the same script, incremental (--link-dest to its previous snapshot)
+  rsnapshot-2, restic-2   peers, incremental
+
+Downtime is measured from outside: every compose command goes through a small
+wrapper that notes when a `stop` (and a `start`/`up`) command starts; a poller
+thread asks the Docker API for the project's containers and, once all run, opens a
+MariaDB connection to the database container and runs SELECT 1. Downtime = from the
+stop command's start to the end of the first probe, begun after the last start
+command, that sees every service running and the database answering.
+
+Then: a second snapshot of unchanged data (writer stopped), `klink-sync verify` of
+older snapshots, and unchanged incremental runs at 10k / 100k / 1M small files
+(a stand-in compose command, no Docker). Writes docs/benchmarks.md and
+docs/downtime.png. Run as root (Docker, numeric owners): `make bench`, or from the
+repository's root `python -m scripts.bench --help`.
+
+The package:
+
+  __main__.py  the command line (the options of `make bench BENCH_ARGS=...`) and the run's steps
+  common.py    paths, sizes, log, errors, commands; the one import from klink_sync (CUTS)
+  probe.py     the downtime probe: the compose wrapper's events, the Docker API + MariaDB poller
+  stack.py     the deployment measured (Stack): set up, filled, changed, taken down
+  measure.py   GNU time around a command; Bench: one method measured, raw.json
+  methods.py   the methods: F, P, klink-sync cold / hot-cold, the bare script, rsnapshot, restic
+  rounds.py    their order: repetitions, the second snapshot, side tests, scaling
+  report.py    docs/benchmarks.md (render: pure) and docs/downtime.png
+"""
