@@ -256,5 +256,6 @@ def dry_run(plan: Plan, dest: Destination, stack: Stack, options: RunOptions) ->
     """The commands a run would issue now, in order; reads, touches nothing."""
     dest.check_usable(options.require_mount)
     pre = preflight(plan, dest, stack)
+    dest.show_as_locked()
     inputs = pre.inputs(options.cuts.seed, options.cuts.plain)
     return backup_steps(plan, dest, stack, inputs, progress=options.progress is not None)

@@ -193,10 +193,12 @@ class Restore:
             if self.safety:
                 safety = self._safety_run(stack)
                 pre = preflight(safety.plan, self.dest, stack)
+                self.dest.show_as_locked()
                 cold = steps.backup_steps(safety.plan, self.dest, stack, pre.inputs())
                 out += [replace(s, phase=Phase.SAFETY) for s in cold if s.phase is Phase.COLD]
         else:
             out.append(steps.rule(Phase.STOP, f"nothing: no compose file in {self.folder} yet"))
+        self.dest.show_as_locked()
         for move in self.moves:
             target = move.target if not move.target.startswith("<") else "<docker volume>"
             out.append(restore_step(move, target, self.dest))

@@ -121,6 +121,9 @@ class Destination(ABC):
     def check_lock(self) -> None:  # noqa: B027 (a local lock cannot be lost)
         """Before a promotion: is the lock still held?"""
 
+    def show_as_locked(self) -> None:  # noqa: B027 (a local lock changes no command)
+        """For a dry run: build commands as they run while the lock is held."""
+
     # --- small files
     @abstractmethod
     def read(self, rel: str) -> bytes: ...

@@ -265,6 +265,10 @@ class SshDestination(Destination):
         why = result.last_error_line or f"exit code {result.exit_code}"
         raise DestinationUnavailable(f"{self.spec}: cannot take the lock over ssh: {why}")
 
+    def show_as_locked(self) -> None:
+        """Commands share the lock session's connection, made when the run takes it."""
+        self.planned = True
+
     def check_lock(self) -> None:
         """A lock lost (the ssh session died) means another run may write."""
         if self._lock is not None and not self._lock.alive:

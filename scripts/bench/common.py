@@ -16,7 +16,7 @@ SAMPLE = ROOT / "scripts" / "sample-stack"
 sys.path.insert(0, str(SAMPLE))
 from check import read_env  # noqa: E402,F401 (the sample stack's .env reader)
 
-from klink_sync.execute import CUTS  # noqa: E402,F401 (the downtime cuts KLINK_SYNC_DISABLE knows)
+from klink_sync.passes import CUTS  # noqa: E402,F401 (the downtime cuts KLINK_SYNC_DISABLE knows)
 
 SERVICES = ("database", "engine", "kbox")
 GIB = 1 << 30

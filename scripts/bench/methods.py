@@ -89,7 +89,7 @@ def parse_dry_run(text: str) -> list[tuple[str, list[str]]]:
             on = True
             continue
         m = re.match(r"^\s+\[([a-z]+)[^\]]*\]\s+(.*)$", line) if on else None
-        if m:
+        if m and not m.group(2).startswith("("):  # "(...)": a rule the run decides, no command
             cmds.append((m.group(1), shlex.split(m.group(2))))
     if not any(ph == "stop" for ph, _ in cmds):
         raise BenchError("could not read the commands of klink-sync --dry-run")
@@ -155,7 +155,7 @@ def rsync_lines(phase: str, argv: list[str], out: str) -> list[str]:
 
 def compose_lines(argv: list[str], wrapper: Path) -> list[str]:
     argv = [x for x in argv if x != "<services running before>"]
-    if "start" in argv or "up" in argv:
+    if ("start" in argv or "up" in argv) and not set(argv) & set(SERVICES):
         argv += list(SERVICES)
     lines = [shlex.join(argv) + " >/dev/null 2>&1 || fail=1"]
     if "start" in argv or "up" in argv:

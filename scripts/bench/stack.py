@@ -217,6 +217,6 @@ class Stack:
     def teardown(self) -> None:
         if self.stack_up and (self.folder / "docker-compose.yml").exists():
             log(f"taking the stack {self.project} down")
-            run([self.wrapper, "down", "-v", "-t", "60"], cwd=self.folder, check=False)
+            self.down()
         if not self.a.keep:
             rm_tree(self.work)

@@ -9,8 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from klink_sync import metrics
 from klink_sync.hooks import count_snapshots
-from klink_sync.models import PassResult, Report
-from klink_sync.models import Phase
+from klink_sync.models import PassResult, Phase, Report
 from klink_sync.plan import Mode
 from klink_sync.rsync import RsyncStats
 

@@ -13,10 +13,9 @@ import pytest
 from klink_sync.classify import ANONYMOUS_REASON, DEFAULT_REASON, Override
 from klink_sync.compose import load_deployment
 from klink_sync.destination.local import LocalDestination
-from klink_sync.models import Phase, Source
-from klink_sync.steps import copy_step, landing
-from klink_sync.models import Phase, VolumeClass, VolumeType
+from klink_sync.models import Phase, Source, VolumeClass, VolumeType
 from klink_sync.plan import CopyUnit, Mode, Plan, build_plan
+from klink_sync.steps import copy_step, landing
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 HOT, COLD, SKIP = VolumeClass.HOT, VolumeClass.COLD, VolumeClass.SKIP

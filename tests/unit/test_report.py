@@ -11,8 +11,7 @@ import pytest
 from klink_sync.classify import ANONYMOUS_REASON, Override
 from klink_sync.compose import load_deployment
 from klink_sync.errors import UsageError
-from klink_sync.models import PassResult, Report
-from klink_sync.models import Phase, VolumeClass
+from klink_sync.models import PassResult, Phase, Report, VolumeClass
 from klink_sync.plan import Mode, Plan, build_plan
 from klink_sync.report import human_bytes, plan_dict, plan_text, report_text
 from klink_sync.rsync import RsyncStats

@@ -8,11 +8,11 @@ from pathlib import PurePosixPath
 import pytest
 
 from klink_sync import systemd
-from klink_sync.destination import ssh as remote
 from klink_sync.config import check_settings
-from klink_sync.errors import UsageError
+from klink_sync.destination import ssh as remote
 from klink_sync.destination.ssh import SSH_DEFAULTS, is_remote, rsh
 from klink_sync.destination.ssh import SshDestination as RemoteDestination
+from klink_sync.errors import UsageError
 
 
 @pytest.mark.parametrize("text", ["root@127.0.0.1:/backup", "nas:/srv/k-link", "b@h:/",

@@ -1,0 +1,108 @@
+"""scripts/bench/report.py: the benchmark's report rendered from made-up rows (no Docker)."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from types import SimpleNamespace
+
+from scripts.bench.report import View, fr, human, ratio, render, stat3
+
+MIB = 1 << 20
+
+
+def row(method, rep, downtime, wall, **more):
+    return {"method": method, "rep": rep, "downtime": downtime, "stop_to_start": downtime / 2,
+            "start_to_up": downtime / 2, "wall": wall, "written": MIB, "rss_kib": 2048,
+            **more}  # fmt: skip
+
+
+def made_up_run(**extra):
+    """Two repetitions of F, P, H1, bare-H1, H2, bare-H2; no peers, no cuts."""
+    per_rep = {  # method: ((downtime, wall) of rep 1, of rep 2)
+        "F": ((2.0, 2.0), (3.0, 3.0)),
+        "P": ((10.0, 10.0), (12.0, 12.0)),
+        "H1": ((3.0, 20.0), (3.2, 22.0)),
+        "bare-H1": ((3.5, 25.0), (3.5, 20.0)),
+        "H2": ((3.0, 10.0), (3.4, 12.0)),
+        "bare-H2": ((3.1, 10.0), (3.3, 10.0)),
+    }
+    results = [row(m, rep, d, w) for rep in (1, 2) for m, reps in per_rep.items()
+               for d, w in [reps[rep - 1]]]  # fmt: skip
+    a = Namespace(files=600, docs_gib=1 / 16, db_mib=48, write_rate=15.0, change_percent=1.0,
+                  reps=2, settle=5.0, scaling_reps=1)  # fmt: skip
+    size = {"total": 100 * MIB, "files": 700, "documents": 64 * MIB, "database": 30 * MIB,
+            "index": 6 * MIB, "rows": 650}  # fmt: skip
+    return SimpleNamespace(a=a, results=results, extra=extra, notes=[], size_start=size,
+                           size_end=None, code_digest="abc123", probe_period=0.06)  # fmt: skip
+
+
+MACHINE = {"nproc": 4, "cpu": "Made-up CPU", "mem": 8 << 30, "kernel": "6.0", "os": "Linux",
+           "disk": "/dev/x (ext4, 100G, 99G free at start)", "docker": "27", "compose": "2.29",
+           "rsync": "rsync 3.2", "restic": "restic 0.16", "rsnapshot": "rsnapshot 1.4",
+           "git": "abc1234"}  # fmt: skip
+TIMING = {"date": "2026-01-01 00:00 UTC", "repetitions": 600.0, "total": 720.0}
+
+
+def rendered(**extra) -> str:
+    return render(View(made_up_run(**extra), MACHINE, TIMING, ["--quick"]))
+
+
+def test_small_formatters():
+    assert stat3([]) == "–"
+    assert stat3([None, 2.0]) == "2.00"
+    assert stat3([3.0, 1.0, 2.0], "{:.1f}") == "2.0 (1.0–3.0)"
+    assert human(None) == "–"
+    assert human(512) == "512 B"
+    assert human(3 * MIB // 2) == "1.5 MiB"
+    assert ratio(1.0, 0) is None and ratio(None, 2.0) is None and ratio(3.0, 2.0) == 1.5
+    assert fr(None) == "–" and fr(1.234) == "1.23" and fr(1.25, 1) == "1.2"
+
+
+def test_view_medians_and_ratios_per_repetition():
+    view = View(made_up_run(), MACHINE, TIMING, [])
+    assert (view.F, view.P, view.H1, view.H2) == (2.5, 11.0, 3.1, 3.2)
+    assert view.present == ["F", "P", "bare-H1", "H1", "bare-H2", "H2"]
+    assert view.peers == []
+    assert [round(x, 2) for x in view.ov1] == [0.8, 1.1]
+    assert [round(x, 2) for x in view.ov2] == [1.0, 1.2]
+
+
+def test_render_tables_and_targets():
+    text = rendered()
+    assert text.startswith("# Benchmarks: downtime of klink-sync, the guide's procedure")
+    assert "(`python -m scripts.bench --quick`) on 2026-01-01 00:00 UTC" in text
+    assert ("| **H2** | `klink-sync hot-cold`, incremental after the 1% change | "
+            "3.20 (3.00–3.40) | – | 11.0 (10.0–12.0) | 1.0 MiB | 2 (2–2) |") in text  # fmt: skip
+    assert "| H2/F | 1.28 |" in text
+    assert "| H1 wall / bare-H1 wall | 0.80, 1.10 | 0.95 |" in text
+    assert "| H2 wall / bare-H2 wall | 1.00, 1.20 | 1.10 |" in text
+    assert "| H2 ≤ 1.3 × F | H2 3.20 s, F 2.50 s, H2/F = 1.28 | **yes** |" in text
+    assert "H1 − F = 0.60 s" in text
+    assert "| no peer has a shorter downtime than H2 | peers not run (--skip-peers) | – |" in text
+    assert "| H2 wall ≤ 1.15 × bare script wall | 1.10 | **yes** |" in text
+    assert "in this order: F, P, H1, bare-H1, H2, bare-H2 (the 1% change" in text
+    assert "Probe period: median 60 ms" in text
+    assert "- total: 12.0 min\n" in text
+    assert text.endswith("![median downtime per method, min–max bars](downtime.png)\n")
+    for absent in ("### What each downtime cut brings", "## A second snapshot", "## Scaling",
+                   "## Notes"):  # fmt: skip
+        assert absent not in text
+
+
+def test_render_second_snapshot_and_scaling():
+    second = {"first": "s3", "second": "s4", "first_bytes": 100 * MIB, "second_new": MIB // 2,
+              "second_alone": 100 * MIB, "percent": 0.5, "changed_files": ["a (1 bytes)"],
+              "verify": {"s1": {"exit": 0, "out": ""}, "s3": {"exit": 1, "out": "bad"}},
+              "settle": "s2", "settle_changed_files": ["ib_logfile0 (9 bytes)"],
+              "first_new": 2 * MIB}  # fmt: skip
+    scaling = [{"files": 10000, "first_wall": 4.0, "runs": [
+        {"wall": 2.0, "rss_kib": 51200, "downtime": 0.5, "phases": {"hot": 1.0},
+         "checksums_s": 0.25}]}]  # fmt: skip
+    text = rendered(second=second, scaling=scaling)
+    assert "adds **512.0 KiB = 0.50%** of it" in text
+    assert "- s3: exit 1 (bad)" in text
+    assert "| second snapshot of unchanged data < 1% of the first | 0.50% | **yes** |" in text
+    assert ("| a new run never changes an older snapshot's files (verify) | "
+            "s1: exit 0, s3: exit 1 | **no** |") in text  # fmt: skip
+    assert "| 10,000 | 4.0 | 2.0 | 200 | 0.50 | 50 | hot 1.0, checksums 0.2 |" in text
+    assert "| unchanged incremental at 10,000 files fits in memory |" in text
