@@ -144,28 +144,25 @@ def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | No
     return report
 
 
-@command(app, "hot-cold")
-def hot_cold(
-    folder: FolderOpt = None, dest: DestOpt = None, config: ConfigOpt = None,
-    dry_run: DryRunOpt = False, as_json: JsonOpt = False,
-    verbose: VerboseOpt = 0, quiet: QuietOpt = False,
-) -> None:  # fmt: skip
-    """Copy hot volumes while the stack runs, stop it, copy the rest, start it again."""
-    report = _backup(Mode.HOT_COLD, folder, dest, config, dry_run, verbose, quiet)
-    if report is not None:
-        _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
+def _backup_command(mode: Mode, doc: str) -> None:
+    """`klink-sync hot-cold` and `klink-sync cold`: the same options, another mode."""
+
+    def backup(
+        folder: FolderOpt = None, dest: DestOpt = None, config: ConfigOpt = None,
+        dry_run: DryRunOpt = False, as_json: JsonOpt = False,
+        verbose: VerboseOpt = 0, quiet: QuietOpt = False,
+    ) -> None:  # fmt: skip
+        report = _backup(mode, folder, dest, config, dry_run, verbose, quiet)
+        if report is not None:
+            _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
+
+    backup.__doc__ = doc
+    command(app, mode.value)(backup)
 
 
-@command(app)
-def cold(
-    folder: FolderOpt = None, dest: DestOpt = None, config: ConfigOpt = None,
-    dry_run: DryRunOpt = False, as_json: JsonOpt = False,
-    verbose: VerboseOpt = 0, quiet: QuietOpt = False,
-) -> None:  # fmt: skip
-    """The guide's plain procedure: stop, copy everything, start."""
-    report = _backup(Mode.COLD, folder, dest, config, dry_run, verbose, quiet)
-    if report is not None:
-        _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
+_backup_command(Mode.HOT_COLD, "Copy hot volumes while the stack runs, stop it, copy the rest, "
+                "start it again.")  # fmt: skip
+_backup_command(Mode.COLD, "The guide's plain procedure: stop, copy everything, start.")
 
 
 @command(app)

@@ -193,14 +193,20 @@ def _parse_file(path: Path, folder: Path, env: Mapping[str, str], environ: Mappi
     return _File(name=name or None, services=parsed, volumes=decls)
 
 
+def read_utf8(path: Path, what: str = "") -> str:
+    """A file's text; the error names the file (`what`: which kind, for the message)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read{' ' + what if what else ''}: "
+                         f"{err.strerror}") from None  # fmt: skip
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: {what + ' is ' if what else ''}not UTF-8 text") from None
+
+
 def _load_yaml(path: Path) -> Any:
     """The YAML document; the error names the line but never quotes the file (secrets)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
+    text = read_utf8(path)
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .classify import Override
+from .compose import read_utf8
 from .errors import UsageError
 from .models import VolumeClass
 from .retention import RULES, Retention
@@ -441,13 +442,7 @@ class _Loader(yaml.SafeLoader):
 
 def read_config(path: Path) -> tuple[object, list[str]]:
     """The parsed YAML of a config file, and the problems of reading it (file: reason)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read config: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: config is not UTF-8 text") from None
-    loader = _Loader(text)
+    loader = _Loader(read_utf8(path, "config"))
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:

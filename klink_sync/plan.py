@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .classify import Override, classify_all
 from .compose import Deployment
+from .config import DEFAULT_STOP_TIMEOUT
 from .errors import UsageError
 from .models import Classified, Mode, Phase, VolumeClass, VolumeType
 
@@ -109,7 +110,7 @@ def build_plan(
     deployment: Deployment,
     overrides: Sequence[Override] = (),
     mode: Mode = Mode.HOT_COLD,
-    stop_timeout: int = 120,
+    stop_timeout: int = DEFAULT_STOP_TIMEOUT,
     excludes: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     if not deployment.volumes:
@@ -119,22 +120,41 @@ def build_plan(
         )
     classified = classify_all(deployment.volumes, overrides)
     folder = str(deployment.folder)
+    units, skipped = _units(classified, folder, deployment.project_name)
+    folder_unit = CopyUnit(
+        "folder", folder, VolumeType.BIND, VolumeClass.COLD,
+        "the setup folder: compose and env files, relative volumes", (),
+    )  # fmt: skip
+    with_excludes = _with_excludes([folder_unit, *units], skipped)
+    return Plan(
+        mode=mode,
+        folder=deployment.folder,
+        compose_files=deployment.compose_files,
+        project_name=deployment.project_name,
+        volumes=classified,
+        units=tuple(_with_patterns(with_excludes, excludes or {}, folder)),
+        stop_timeout=stop_timeout,
+    )
+
+
+def _units(classified: Sequence[Classified], folder: str, project: str
+           ) -> tuple[list[CopyUnit], list[str]]:  # fmt: skip
+    """One unit per source (its most delicate use decides the class), and the skipped
+    bind sources."""
     by_source: dict[tuple[VolumeType, str], list[Classified]] = {}
     for c in classified:
         if c.volume.type is not VolumeType.ANONYMOUS:
             by_source.setdefault((c.volume.type, c.volume.source), []).append(c)
-
     units: list[CopyUnit] = []
     skipped: list[str] = []
     taken: set[str] = set()
     for (vtype, source), uses in sorted(by_source.items(), key=lambda kv: kv[0][1]):
         chosen = _strongest(uses)
-        in_folder = vtype is VolumeType.BIND and _inside(source, folder)
         if chosen.cls is VolumeClass.SKIP:
             if vtype is VolumeType.BIND:
                 skipped.append(source)
             continue
-        if in_folder:
+        if vtype is VolumeType.BIND and _inside(source, folder):
             if source == folder:
                 continue  # the folder itself is always copied, cold
             dest = "folder/" + os.path.relpath(source, folder)
@@ -147,38 +167,24 @@ def build_plan(
         taken.add(dest)
         names = ()
         if vtype is VolumeType.VOLUME:
-            names = _volume_names(deployment.project_name, source, chosen.volume.volume_name)
+            names = _volume_names(project, source, chosen.volume.volume_name)
         units.append(CopyUnit(dest, source, vtype, chosen.cls, chosen.reason, (), names))
+    return units, skipped
 
-    folder_unit = CopyUnit(
-        "folder", folder, VolumeType.BIND, VolumeClass.COLD,
-        "the setup folder: compose and env files, relative volumes", (),
-    )  # fmt: skip
-    units = [folder_unit, *units]
-    # Each unit leaves out what lies inside it and belongs to another unit or is
-    # skipped, so every byte is copied once, by the unit that knows its class.
+
+def _with_excludes(units: Sequence[CopyUnit], skipped: Sequence[str]) -> list[CopyUnit]:
+    """Each unit leaves out what lies inside it and belongs to another unit or is
+    skipped, so every byte is copied once, by the unit that knows its class."""
+    others = [o.source for o in units if o.type is VolumeType.BIND] + list(skipped)
     with_excludes = []
     for unit in units:
-        others = [o.source for o in units if o.type is VolumeType.BIND] + skipped
-        inner = sorted(
-            {
-                os.path.relpath(other, unit.source)
-                for other in others
-                if unit.type is VolumeType.BIND and other != unit.source
-                and _inside(other, unit.source)
-            }
-        )  # fmt: skip
-        with_excludes.append(CopyUnit(**{**unit.__dict__, "excludes": tuple(inner)}))
-    with_excludes = _with_patterns(with_excludes, excludes or {}, folder)
-    return Plan(
-        mode=mode,
-        folder=deployment.folder,
-        compose_files=deployment.compose_files,
-        project_name=deployment.project_name,
-        volumes=classified,
-        units=tuple(with_excludes),
-        stop_timeout=stop_timeout,
-    )
+        inner = sorted({
+            os.path.relpath(other, unit.source) for other in others
+            if unit.type is VolumeType.BIND and other != unit.source
+            and _inside(other, unit.source)
+        })  # fmt: skip
+        with_excludes.append(replace(unit, excludes=tuple(inner)))
+    return with_excludes
 
 
 def _with_patterns(

@@ -123,16 +123,9 @@ def run(
         _bg_exc=False,
         _in=input if input is not None else b"",  # else sh feeds a queue, polled every 0.1 s
     )
-    _live[id(running)] = running
-    try:
-        running.wait()
-    except BaseException:  # a signal: the command's work is abandoned with the run
-        _kill(running)
-        raise
-    finally:
-        _live.pop(id(running), None)
-    stderr = running.stderr.decode("utf-8", "surrogateescape")
-    result = Result(argv, running.exit_code, "".join(out_chunks), stderr)
+    stdout = _wait(running, out_chunks)
+    result = Result(argv, running.exit_code, stdout,
+                    running.stderr.decode("utf-8", "surrogateescape"))  # fmt: skip
     log.debug("exit %d: %s", result.exit_code, argv[0])
     if result.exit_code not in ok_codes:
         detail = result.last_error_line or f"exit code {result.exit_code}"
@@ -141,6 +134,19 @@ def run(
         shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
         raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
     return result
+
+
+def _wait(running: object, out_chunks: list[str]) -> str:
+    """Wait for a started command (listed for run_many meanwhile); its whole output."""
+    _live[id(running)] = running
+    try:
+        running.wait()  # type: ignore[attr-defined]
+    except BaseException:  # a signal: the command's work is abandoned with the run
+        _kill(running)
+        raise
+    finally:
+        _live.pop(id(running), None)
+    return "".join(out_chunks)
 
 
 _live: dict[int, object] = {}  # commands under way, so that run_many can end them
