@@ -40,7 +40,7 @@ FolderOpt = Annotated[
 DestOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--dest", envvar="KLINK_SYNC_DEST",
-                 help="backup destination: a folder, or [user@]host:/path over ssh"),
+                 help="backup destination: a folder, or \\[user@]host:/path over ssh"),
 ]  # fmt: skip
 ConfigOpt = Annotated[
     Optional[Path],  # noqa: UP045

@@ -45,7 +45,6 @@ def service_unit(
     exec_path: str,
     config: str = DEFAULT_CONFIG,
     writable: Sequence[str] = (),
-    mode: str = "hot-cold",
 ) -> str:
     """The oneshot service: one run, low priority, hardened, as root (Docker, owners).
 
@@ -56,7 +55,7 @@ def service_unit(
     PrivateDevices/PrivateNetwork/RestrictAddressFamilies (the Docker socket, pings),
     ProtectSystem=strict (/run/lock and the destination's parents), PrivateUsers.
     """
-    command = " ".join(_quote(a) for a in (exec_path, mode, "--config", config))
+    command = " ".join(_quote(a) for a in (exec_path, "hot-cold", "--config", config))
     lines = [
         "[Unit]",
         "Description=klink-sync: hot and cold backup of the K-Link deployment",
