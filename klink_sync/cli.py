@@ -207,9 +207,6 @@ def prune(
     flags = {"keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly,
              "keep_monthly": keep_monthly}  # fmt: skip
     rules = replace(settings.retention, **{k: v for k, v in flags.items() if v is not None})
-    if rules.empty:
-        raise UsageError("no retention rules: give --keep-last, --keep-daily, --keep-weekly "
-                         "or --keep-monthly, or retention: in the config")  # fmt: skip
     the_dest = load.destination(dest, settings)
     try:
         result = the_dest.prune_command(rules, dry_run)

@@ -306,6 +306,9 @@ class Destination(ABC):
 
     def prune_command(self, rules: Retention, dry_run: bool) -> dict:
         """`klink-sync prune`: its checks, the lock (never while a backup runs), the removal."""
+        if rules.empty:
+            raise UsageError("no retention rules: give --keep-last, --keep-daily, --keep-weekly "
+                             "or --keep-monthly, or retention: in the config")  # fmt: skip
         listing = self.listing()
         if not listing.exists or not listing.snapshots_dir:
             raise DestinationUnavailable(f"{self.spec}: no snapshots folder: nothing to prune")
