@@ -19,6 +19,7 @@ from .models import Phase, Report, Source
 from .passes import Cuts, Passes, Progress
 from .plan import Plan
 from .preflight import Preflight, preflight, resolve_sources
+from .recover import recover
 from .retention import Retention
 from .stack import Stack, signals_raise, stopped_stack
 from .state import deployment_locked
@@ -241,7 +242,11 @@ def run_backup(plan: Plan, dest: Destination, stack: Stack,
     try:
         # a signal before the stop ends the run cleanly too (nothing to start again)
         with signals_raise(), deployment_locked(plan.folder), dest.lock():
+            recovered = recover(stack, options.start_timeout)
             report = Run(plan, dest, stack, options).execute()
+            if recovered.services:
+                report = replace(report, recovered=recovered.services,
+                                 warnings=(recovered.message(), *report.warnings))
             retention = options.retention
             if retention is not None and not retention.empty:
                 pruned = dest.prune(retention, dry_run=False)

@@ -333,6 +333,20 @@ def restore(
     _echo("\n".join(lines))
 
 
+@command(app, "recover")
+def recover_command(config: ConfigOpt = None, verbose: VerboseOpt = 0,
+                    quiet: QuietOpt = False) -> None:  # fmt: skip
+    """Start again what a klink-sync run that died left stopped (run at boot by the unit
+    `timer install` writes; every backup and restore does it first too)."""
+    from .recover import recover_all
+
+    done = recover_all(load.settings(config).start_timeout)
+    for folder, recovered in done:
+        _echo(f"{folder}: {recovered.message() or 'nothing to start'}")
+    if not done:
+        _echo("nothing held: no klink-sync run left a deployment stopped")
+
+
 # --- klink-sync timer: systemd units for nightly runs ----------------------------------------
 
 timer_app = typer.Typer(no_args_is_help=True, help="systemd service and timer for nightly runs.")

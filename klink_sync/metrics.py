@@ -32,6 +32,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "transferred_bytes": ("gauge", "Bytes rsync copied per pass (last run with a snapshot)."),
     "snapshot_size_bytes": ("gauge", "Bytes of the files in the snapshot (last run with one)."),
     "snapshots_total": ("gauge", "Complete snapshots in the destination."),
+    "last_run_recovered_total": ("gauge", "Services the last run started again first, "
+                                    "because a klink-sync run that died had stopped them."),
 }
 
 
@@ -48,6 +50,7 @@ class RunMetrics:
     transferred: Mapping[str, int] = field(default_factory=dict)  # pass -> bytes
     snapshot_bytes: int | None = None
     snapshots: int | None = None
+    recovered: int | None = None
 
 
 def from_report(report, success: bool, finished: float, duration: float,
@@ -64,6 +67,7 @@ def from_report(report, success: bool, finished: float, duration: float,
         downtime=report.downtime_seconds, phases=phases,
         transferred={ph.value: report.bytes_moved(ph) for ph in (Phase.HOT, Phase.COLD)},
         snapshot_bytes=sum(p.stats.total_size for p in cold), snapshots=snapshots,
+        recovered=len(report.recovered),
     )  # fmt: skip
 
 
@@ -101,6 +105,8 @@ def render(m: RunMetrics, last_success: float | None) -> str:
         samples["snapshot_size_bytes"] = [(dest, m.snapshot_bytes)]
     if m.snapshots is not None:
         samples["snapshots_total"] = [(dest, m.snapshots)]
+    if m.recovered is not None:
+        samples["last_run_recovered_total"] = [(dest, m.recovered)]
     lines = []
     for name, (kind, help_text) in METRICS.items():
         if name not in samples:

@@ -106,6 +106,7 @@ class Report:
     passes: tuple[PassResult, ...] = ()
     warnings: tuple[str, ...] = ()
     pruned: tuple[str, ...] = ()  # snapshots removed by the retention rules after the run
+    recovered: tuple[str, ...] = ()  # started again first: a klink-sync run that died stopped them
     checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
 
     def bytes_moved(self, phase: Phase) -> int:

@@ -64,6 +64,9 @@ def report_text(report: Report) -> str:
     lines.append(f"  {'DOWNTIME':<10} {report.downtime_seconds:7.1f}s   (stop until running again)")
     lines.append("services before: " + (", ".join(report.services_before) or "none"))
     lines.append("services after:  " + (", ".join(report.services_after) or "none"))
+    if report.recovered:
+        lines.append("recovered first: " + ", ".join(report.recovered)
+                     + " (stopped by a klink-sync run that died, started again)")
     if report.pruned:
         lines.append("pruned (retention): " + ", ".join(report.pruned))
     lines += [f"warning: {w}" for w in report.warnings]

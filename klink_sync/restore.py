@@ -19,7 +19,9 @@ from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
 from .models import Mode, Phase, Report
 from .plan import build_plan
 from .preflight import preflight
+from .recover import recover
 from .stack import Stack, detect_compose_command, stopped_stack
+from .state import deployment_locked
 from .steps import Step
 
 log = logging.getLogger(__name__)
@@ -230,9 +232,11 @@ class Restore:
             log.info("restored %s -> %s (%d files)", move.unit, target, stats.files)
         return moved
 
-    def execute(self) -> RestoreReport:
+    def execute(self, owed: tuple[str, ...] = ()) -> RestoreReport:
+        """`owed`: services a restore that died left stopped, started again at the end."""
         stack = self.current_stack()
         before: tuple[str, ...] = stack.running_services() if stack else ()
+        before = tuple(sorted({*before, *owed}))
         safety_report: Report | None = None
         if stack:
             moved, rewritten, safety_report = self._over_a_stack(stack, before)
@@ -262,9 +266,9 @@ class Restore:
                            recreate=True) as window:  # fmt: skip
             if safety_run:
                 safety_run.cold_pass()
-            window.restart_on_error = False  # from here on the data is being replaced
+            window.restoring(self.snapshot.name)  # recorded: nothing starts half-restored data
             moved, rewritten = self._restore_files()
-            window.restart_on_error = True
+            window.restored()
         if not safety_run:
             return moved, rewritten, None
         report = safety_run.with_checksums(safety_run.finish(window.times, kind="pre-restore"))
@@ -301,9 +305,14 @@ def start_fresh(stack: Stack, services: Sequence[str],
 
 
 def run_restore(restore: Restore) -> RestoreReport:
-    with restore.dest.lock():
+    """Under the deployment's lock (no backup snapshots a half-restored state) and the
+    destination's; what a dead run left held is released first."""
+    with deployment_locked(restore.folder), restore.dest.lock():
         began = time.monotonic()
-        report = restore.execute()
+        stack = restore.current_stack()
+        recovered = recover(stack, restore.start_timeout, restore=True) if stack else None
+        owed = recovered.restoring.services if recovered and recovered.restoring else ()
+        report = restore.execute(owed)
         log.info("restore done in %.1fs", time.monotonic() - began)
         return report
 

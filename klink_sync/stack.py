@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import docker, process
+from . import docker, process, state
 from .errors import KlinkSyncError, RestartFailed, UsageError
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,21 @@ class StopWindow:
     restart_on_error: bool = True  # a restore half done must not be started
     on_start: Callable[[], None] | None = None  # called as the start begins, if all went well
     running_after: tuple[str, ...] | None = None  # seen by the wait after the start
+    hold: state.Hold | None = None  # as recorded on disk
+
+    def restoring(self, snapshot: str) -> None:
+        """From here on the data is being replaced: on disk first, then no restart on error
+        (and none by a later run) until a restore finishes."""
+        assert self.hold is not None
+        self.hold = replace(self.hold, how=state.RESTORING, snapshot=snapshot)
+        state.record(self.hold)
+        self.restart_on_error = False
+
+    def restored(self) -> None:
+        assert self.hold is not None
+        self.hold = replace(self.hold, how=state.STOPPED, snapshot="")
+        state.record(self.hold)
+        self.restart_on_error = True
 
 
 @contextmanager
@@ -242,6 +258,10 @@ def stopped_stack(
     window = StopWindow()
     times = window.times
     failed = False
+    window.hold = state.Hold(str(stack.folder), tuple(stack.compose),
+                             tuple(map(str, stack.compose_files)), tuple(running), state.STOPPED,
+                             os.getpid(), state.now())  # fmt: skip
+    state.record(window.hold)  # before the stop: a killed run's successor starts them
     with signals_raise() as guard:
         try:
             times["stop_begin"] = time.time()
@@ -263,6 +283,7 @@ def stopped_stack(
                 window.running_after = _start_again(
                     stack, running, start_timeout, recreate, () if recreate else known
                 )
+                state.clear(stack.folder)  # started (or nothing to start): nothing held
             times["start_end"] = time.time()
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is back up)")

@@ -1,21 +1,147 @@
-"""What klink-sync holds on this host beyond one destination: the deployment's lock."""
+"""What klink-sync keeps on this host beyond a destination: the deployment's lock, and the
+record of what it holds (services it stopped, a restore under way), written before it takes
+them. Both live in a root-only folder that a reboot does not empty (not /run), opened
+without following symlinks, so a killed run's successor finds and releases what it held."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
+import logging
 import os
-import tempfile
+import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .destination.local import flocked
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+STATE_ENV = "KLINK_SYNC_STATE_DIR"
+DEFAULT_STATE_DIR = "/var/lib/klink-sync"
+STOPPED = "stopped"  # klink-sync stopped these services and must start them again
+RESTORING = "restoring"  # a restore is replacing the data: nothing may start or copy it
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What one run holds of a deployment, recorded on disk before it takes it."""
+
+    folder: str
+    compose: tuple[str, ...]
+    compose_files: tuple[str, ...]
+    services: tuple[str, ...]  # to start again
+    how: str  # STOPPED or RESTORING
+    pid: int
+    since: str  # UTC
+    snapshot: str = ""  # the snapshot a restore was putting back
+
+    def describe(self) -> str:
+        what = "stopped" if self.how == STOPPED else f"began restoring {self.snapshot} into"
+        return f"klink-sync (pid {self.pid}, {self.since}) {what} {self.folder}"
+
+
+def state_dir() -> Path:
+    """The private state folder, created 0700; a planted or shared one is refused."""
+    root = Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(root)
+    except OSError as exc:
+        raise UsageError(f"{root}: cannot use the state folder: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise UsageError(f"{root}: the state folder must be a folder owned by this user "
+                         "(not a symlink): refusing it")  # fmt: skip
+    if st.st_mode & 0o077:
+        os.chmod(root, 0o700)
+    return root
+
+
+def _key(folder: Path | str) -> str:
+    return hashlib.sha256(os.fsencode(os.path.realpath(folder))).hexdigest()[:16]
+
+
+def _private_dir(name: str) -> Path:
+    path = state_dir() / name
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    if os.path.islink(path) or not path.is_dir():
+        raise UsageError(f"{path}: not a folder of klink-sync's: refusing it")
+    return path
 
 
 @contextmanager
 def deployment_locked(folder: Path) -> Iterator[None]:
-    """One run per deployment, whatever the destination."""
-    digest = hashlib.sha256(os.fsencode(os.path.realpath(folder))).hexdigest()[:16]
-    lock_dir = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
-    with flocked(lock_dir / f"klink-sync-{digest}.lock", str(folder)):
+    """One run per deployment (backup or restore), whatever the destination."""
+    with flocked(_private_dir("locks") / f"{_key(folder)}.lock", str(folder)):
         yield
+
+
+def _hold_path(folder: Path | str) -> Path:
+    return _private_dir("holds") / f"{_key(folder)}.json"
+
+
+def record(hold: Hold) -> None:
+    """Written, fsynced and renamed into place before the services are touched."""
+    path = _hold_path(hold.folder)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, json.dumps(asdict(hold), indent=2).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def clear(folder: Path | str) -> None:
+    try:
+        os.unlink(_hold_path(folder))
+    except FileNotFoundError:
+        pass
+
+
+def held(folder: Path | str) -> Hold | None:
+    """What a run that did not finish left held on this deployment, if anything."""
+    return _read_hold(_hold_path(folder))
+
+
+def all_held() -> list[Hold]:
+    """Every record left, one per deployment."""
+    found = (_read_hold(p) for p in sorted(_private_dir("holds").glob("*.json")))
+    return [hold for hold in found if hold is not None]
+
+
+def _read_hold(path: Path) -> Hold | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{path}: a symlink where klink-sync keeps its record") from None
+        raise
+    with os.fdopen(fd, "rb") as src:
+        try:
+            data = json.loads(src.read() or b"{}")
+            return Hold(**{**data, "compose": tuple(data["compose"]),
+                           "compose_files": tuple(data["compose_files"]),
+                           "services": tuple(data["services"])})  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{path}: cannot read klink-sync's record ({exc})") from None
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 SERVICE = "klink-sync.service"
 TIMER = "klink-sync.timer"
+RECOVER = "klink-sync-recover.service"
 UNIT_DIR = "/etc/systemd/system"
 DEFAULT_CONFIG = "/etc/klink-sync/config.yml"
 DEFAULT_CALENDAR = "daily"
@@ -117,12 +118,34 @@ def units(
     on_calendar: str = DEFAULT_CALENDAR,
     writable: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Both units by file name."""
-    return {SERVICE: service_unit(exec_path, config, writable), TIMER: timer_unit(on_calendar)}
+    """The units by file name: the nightly service and its timer, and the boot-time one."""
+    return {SERVICE: service_unit(exec_path, config, writable), TIMER: timer_unit(on_calendar),
+            RECOVER: recover_unit(exec_path, config)}  # fmt: skip
+
+
+def recover_unit(exec_path: str, config: str = DEFAULT_CONFIG) -> str:
+    """At boot, once Docker runs: start again what a klink-sync run cut off by a power loss
+    or a kill had stopped (its record is on disk, not in /run)."""
+    command = " ".join(_quote(a) for a in (exec_path, "recover", "--config", config))
+    return "\n".join([
+        "[Unit]",
+        "Description=klink-sync: start again what an interrupted backup left stopped",
+        "After=docker.service local-fs.target",
+        "Wants=docker.service",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={command}",
+        "SyslogIdentifier=klink-sync",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]) + "\n"
 
 
 def enable_commands() -> list[str]:
-    return ["systemctl daemon-reload", f"systemctl enable --now {TIMER}"]
+    return ["systemctl daemon-reload", f"systemctl enable --now {TIMER}",
+            f"systemctl enable {RECOVER}"]  # fmt: skip
 
 
 def write_units(unit_dir: Path, files: Mapping[str, str]) -> list[Path]:

@@ -56,6 +56,15 @@ def tree(root: Path) -> dict[str, tuple]:
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory) -> Path:
+    """klink-sync's own records and locks (KLINK_SYNC_STATE_DIR): one folder per test
+    session, never the machine's /var/lib/klink-sync."""
+    path = tmp_path_factory.mktemp("state") / "klink-sync"
+    os.environ["KLINK_SYNC_STATE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture
 def klink_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a run against the stand-in compose command."""

@@ -70,8 +70,12 @@ def fsync_dir(path: Path) -> None:
 
 @contextmanager
 def flocked(path: Path, what: str) -> Iterator[None]:
-    """An exclusive flock: the kernel drops it when the holder dies, so none goes stale."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """An exclusive flock: the kernel drops it when the holder dies, so none goes stale.
+    Never through a symlink planted in its place."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise LockedError(f"{what}: cannot open the lock {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -27,7 +27,8 @@ def _parse(text: str) -> dict[str, dict[tuple, float]]:
 def _ok(**changes) -> metrics.RunMetrics:
     values = dict(success=True, finished=1_764_000_000.5, duration=42.0, dest=DEST,
                   downtime=3.25, phases={"preflight": 0.5, "hot": 20.0, "cold": 2.0},
-                  transferred={"hot": 1000, "cold": 20}, snapshot_bytes=123_456, snapshots=4)
+                  transferred={"hot": 1000, "cold": 20}, snapshot_bytes=123_456, snapshots=4,
+                  recovered=0)
     values.update(changes)  # fmt: skip
     return metrics.RunMetrics(**values)
 

@@ -77,11 +77,15 @@ def test_timer_daily_persistent_spread() -> None:
 
 def test_units_by_file_name_and_the_commands_to_enable_them() -> None:
     files = systemd.units("/k", "/etc/k.yml", "weekly", ["/mnt/b"])
-    assert list(files) == ["klink-sync.service", "klink-sync.timer"]
+    assert list(files) == ["klink-sync.service", "klink-sync.timer", "klink-sync-recover.service"]
     assert "--config /etc/k.yml" in files["klink-sync.service"]
     assert "OnCalendar=weekly" in files["klink-sync.timer"]
+    recover = _settings(files["klink-sync-recover.service"])
+    assert recover["ExecStart"] == ["/k recover --config /etc/k.yml"]
+    assert recover["WantedBy"] == ["multi-user.target"]
     assert systemd.enable_commands() == ["systemctl daemon-reload",
-                                         "systemctl enable --now klink-sync.timer"]  # fmt: skip
+                                         "systemctl enable --now klink-sync.timer",
+                                         "systemctl enable klink-sync-recover.service"]  # fmt: skip
 
 
 def test_write_units_replaces_files_and_leaves_no_temporary(tmp_path) -> None:

@@ -1,0 +1,67 @@
+"""Release what a klink-sync run that died left held on a deployment: the services it had
+stopped are started again (never taken for the admin's choice); a restore it left half done
+blocks everything but a restore. Every command on a deployment calls this first, under the
+deployment's lock, and so does `klink-sync recover` (the boot-time unit)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import state
+from .errors import RestartFailed, RunFailed
+from .stack import Stack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    services: tuple[str, ...] = ()  # started again: a dead run had stopped them
+    restoring: state.Hold | None = None  # a restore left half done (only a restore goes on)
+
+    def message(self) -> str:
+        if not self.services:
+            return ""
+        return (f"started again {', '.join(self.services)}: a klink-sync run that died had "
+                "stopped them")  # fmt: skip
+
+
+def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recovered:
+    """Start what a dead run stopped. A half-done restore: refused, unless `restore` (the
+    restore that finishes or undoes it), which then owes the start of its services."""
+    hold = state.held(stack.folder)
+    if hold is None:
+        return Recovered()
+    if hold.how == state.RESTORING:
+        if restore:
+            log.warning("%s and did not finish: restoring now", hold.describe())
+            return Recovered(restoring=hold)
+        raise RunFailed(
+            f"{hold.describe()} and did not finish: the data there is half restored, so "
+            f"nothing is started or backed up; finish it (klink-sync restore {hold.snapshot}) "
+            "or undo it (klink-sync restore <its -pre-restore snapshot>)"
+        )
+    log.warning("%s and did not start %s again: starting them now", hold.describe(),
+                ", ".join(hold.services) or "anything")  # fmt: skip
+    if hold.services:
+        stack.start(hold.services)
+        down, _ = stack.wait_running(hold.services, start_timeout)
+        if down:
+            raise RestartFailed(f"services still down after a klink-sync run died: "
+                                f"{', '.join(down)}; start them now with: "
+                                f"{stack.start_command(hold.services)}")  # fmt: skip
+    state.clear(stack.folder)
+    return Recovered(hold.services)
+
+
+def recover_all(start_timeout: float) -> list[tuple[str, Recovered]]:
+    """Every deployment a dead run left held (the boot-time unit: no config needed, the
+    record names the folder, compose command and files)."""
+    done = []
+    for hold in state.all_held():
+        stack = Stack(hold.compose, Path(hold.folder), tuple(Path(f) for f in hold.compose_files))
+        with state.deployment_locked(Path(hold.folder)):
+            done.append((hold.folder, recover(stack, start_timeout)))
+    return done
