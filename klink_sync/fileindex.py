@@ -18,7 +18,6 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # A file whose ctime is this close to the walk that recorded it may change again
 # (ctime ticks are coarse: one jiffy, 1 to 10 ms; this allows for many of them)
@@ -186,9 +185,10 @@ def files_to_refresh(
     return stale
 
 
-def write_null_list(path: Path, names: Sequence[str]) -> None:
+def null_list(names: Sequence[str]) -> bytes:
     """A --from0 list: names may hold newlines; bytes as they are on disk."""
-    path.write_bytes(b"".join(os.fsencode(n) + b"\0" for n in names))
+    return b"".join(os.fsencode(n) + b"\0" for n in names)
+
 
 
 def dumps(scans: Mapping[str, Scan]) -> bytes:

@@ -11,9 +11,9 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 from . import fileindex, process, rsync
 from .destination import STAGING, CopyState, Destination, Snapshot
@@ -61,6 +61,21 @@ def unwritten_bytes(meminfo: str = "/proc/meminfo") -> int | None:
         return None
 
 
+@contextmanager
+def _listed(data: bytes | None) -> Iterator[str | None]:
+    """A private temporary file holding `data` (one per unit: units run side by side)."""
+    if data is None:
+        yield None
+        return
+    fd, name = tempfile.mkstemp(prefix="klink-sync-list-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        yield name
+    finally:
+        os.unlink(name)
+
+
 class _Countdown:
     """Calls `then` once, when it has been told `count` times (from any thread)."""
 
@@ -87,7 +102,7 @@ class Passes:
         self.warnings: list[str] = []
         self.hot_refs: dict[str, fileindex.HotReference] = {}
         self.cold_scans: dict[str, fileindex.Scan] = {}
-        self.copy_state: Callable[[str], CopyState | None] = fileindex.lstat_file
+        self.copy_state: Callable[[str], CopyState | None] | None = None  # see copy_states
 
     def _step(self, phase: Phase, unit: CopyUnit, link_to: Snapshot | None,
               xattrs: bool = True) -> Step:  # fmt: skip
@@ -151,9 +166,14 @@ class Passes:
             scans = {unit.dest: walk for unit, walk in zip(units, walks, strict=True)}
         if units:
             self._write_back()
+        self._read_copy_states()
+        return time.monotonic() - began
+
+    def _read_copy_states(self) -> None:
+        """What the ctime check reads of staging and `latest`, once, after the last copy
+        into staging before the cold pass (over ssh: one walk of both trees)."""
         rels = [STAGING] + ([self.latest.rel] if self.latest else [])
         self.copy_state = self.dest.copy_states(rels)
-        return time.monotonic() - began
 
     def _hot_unit(
         self, unit: CopyUnit, round: int, scan_: fileindex.Scan, walk_after: bool,
@@ -210,6 +230,8 @@ class Passes:
         `beside` runs with them (its failure ends the copies).
         """
         began = time.monotonic()
+        if self.copy_state is None:  # no hot pass ran (a restore's pre-restore snapshot)
+            self._read_copy_states()
         jobs: list = [functools.partial(self._cold_unit, unit) for unit in self.plan.units]
         if beside is not None:
             jobs.append(beside)
@@ -244,8 +266,12 @@ class Passes:
         # hard-linked to an older snapshot; the refresh replaces such copies first.
         self._refresh(unit, src, stale)
         # A unit the hot pass filled needs no --link-dest (slower over many hard links).
-        step = self._step(Phase.COLD, unit, None if hot is not None else self.latest, not plain)
-        self._copy(step, unit, refreshed=dropped)
+        link_to = None if hot is not None else self.latest
+        with _listed(rsync.exclude_list(stale) if stale and link_to else None) as fresh:
+            step = copy_step(Phase.COLD, unit, src, self.dest, link_to, self.pre.latest_folders,
+                             progress=self.progress is not None, xattrs=not plain,
+                             exclude_from=fresh)  # fmt: skip
+            self._copy(step, unit, refreshed=dropped)
 
     def _stale(self, unit: CopyUnit, src: Source, now: fileindex.Scan,
                hot: fileindex.HotReference | None) -> list[str]:  # fmt: skip
@@ -264,13 +290,8 @@ class Passes:
         if not names:
             return
         began = time.monotonic()
-        fd, listing = tempfile.mkstemp(prefix="klink-sync-refresh-")  # one per unit
-        os.close(fd)
-        try:
-            fileindex.write_null_list(Path(listing), names)
-            result = process.run(refresh_step(unit, source, self.dest, listing).argv)
-        finally:
-            os.unlink(listing)
+        with _listed(fileindex.null_list(names)) as listing:
+            result = process.run(refresh_step(unit, source, self.dest, str(listing)).argv)
         self.results.append(
             PassResult(Phase.COLD, unit.dest + " (ctime refresh)", time.monotonic() - began,
                        result.exit_code, rsync.parse_stats(result.stdout), refreshed=len(names))

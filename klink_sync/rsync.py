@@ -49,6 +49,7 @@ def copy_argv(
     progress: bool = False,
     patterns: Sequence[str] = (),
     xattrs: bool = True,
+    exclude_from: str | None = None,
 ) -> tuple[str, ...]:
     """One faithful copy of a volume (or the setup folder) into the staging tree.
 
@@ -68,6 +69,8 @@ def copy_argv(
         argv.append(f"--link-dest={link_dest}")
     argv += [f"--exclude=/{escape_pattern(e.strip('/'))}" for e in excludes]
     argv += [f"--exclude={p}" for p in patterns]  # the admin's own rsync patterns
+    if exclude_from:  # NUL-separated anchored patterns (names may hold newlines)
+        argv += ["--from0", f"--exclude-from={exclude_from}"]
     argv += [source if source_is_file else dir_arg(source), dir_arg(dest)]
     return tuple(argv)
 
@@ -84,6 +87,11 @@ def refresh_argv(source: str, dest: str, files_from: str) -> tuple[str, ...]:
         "--ignore-times", "--from0", f"--files-from={files_from}",
         dir_arg(source), dir_arg(dest),
     )  # fmt: skip
+
+
+def exclude_list(names: Sequence[str]) -> bytes:
+    """An --exclude-from --from0 list matching exactly these files (relative paths)."""
+    return b"".join(os.fsencode("/" + escape_pattern(n)) + b"\0" for n in names)
 
 
 _RECEIVED = re.compile(r"^>f\S{9} (.*)$")

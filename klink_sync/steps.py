@@ -46,9 +46,12 @@ def landing(unit: CopyUnit, source: Source) -> str:
 def copy_step(
     phase: Phase, unit: CopyUnit, source: Source, dest: Destination, link_to: Snapshot | None,
     latest_folders: Collection[str], *, progress: bool = False, xattrs: bool = True,
+    exclude_from: str | None = None,
 ) -> Step:  # fmt: skip
     """One unit's rsync into staging; hot copies list what they wrote (--itemize-changes).
-    `link_to`: hard-link unchanged files to that snapshot's copy, where it has the folder."""
+    `link_to`: hard-link unchanged files to that snapshot's copy, where it has the folder;
+    `exclude_from`: files copied fresh just before, which --link-dest would otherwise
+    replace by the older snapshot's copy (rsync links a file whose size and mtime match)."""
     into = landing(unit, source)
     link_dest = None
     if link_to is not None and into in latest_folders:
@@ -56,7 +59,8 @@ def copy_step(
     argv = rsync.copy_argv(source.path, dest.rsync_address(dest.path(f"{STAGING}/{into}")),
                            link_dest=link_dest, excludes=unit.excludes,
                            source_is_file=source.is_file, itemize=phase is Phase.HOT,
-                           progress=progress, patterns=unit.patterns, xattrs=xattrs)  # fmt: skip
+                           progress=progress, patterns=unit.patterns, xattrs=xattrs,
+                           exclude_from=exclude_from if link_dest else None)  # fmt: skip
     why = f"{'hot' if phase is Phase.HOT else 'strict'} copy of {unit.dest}"
     return Step(phase, dest.rsync_argv(argv), why)
 

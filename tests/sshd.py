@@ -26,6 +26,12 @@ class Sshd:
     port: int
     key: Path
     user: str
+    base: Path  # below it, far/: a folder the server sees and this side does not
+
+    def far(self, name: str) -> tuple[str, Path]:
+        """A destination on a folder only the server sees (as on a real backup host: this
+        side's same path is an empty folder), and where its files really are, to check."""
+        return self.dest(self.base / "far" / name), self.base / "far-real" / name
 
     @property
     def options(self) -> list[str]:
@@ -98,11 +104,17 @@ def sshd(tmp_path_factory) -> Sshd:
     ]))  # fmt: skip
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
     log = base / "sshd.log"
+    (base / "far").mkdir()
+    (base / "far-real").mkdir()
+    # The server's own view of base/far is base/far-real, in a mount namespace of its own.
+    serve = (f"mount --bind {shlex.quote(str(base / 'far-real'))} {shlex.quote(str(base / 'far'))}"
+             f" && exec {SSHD} -D -e -f {shlex.quote(str(config))}")
     with open(log, "wb") as out:
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=out, stderr=out)
+        proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", serve],
+                                stdout=out, stderr=out)  # fmt: skip
     try:
         _wait_for_port(port, proc, log)
-        server = Sshd(port, base / "client_key", getpass.getuser())
+        server = Sshd(port, base / "client_key", getpass.getuser(), base)
         answer = server.ssh("true")
         assert answer.returncode == 0, f"cannot log in: {answer.stderr}\n{log.read_text()}"
         yield server

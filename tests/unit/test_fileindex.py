@@ -19,9 +19,9 @@ from klink_sync.fileindex import (
     HotReference,
     Scan,
     files_to_refresh,
+    null_list,
     scan,
     state_of,
-    write_null_list,
 )
 from klink_sync.rsync import copy_argv
 
@@ -437,19 +437,16 @@ def test_load_valid_json_of_the_wrong_shape_trusts_nothing(tmp_path: Path, docum
     assert load(path) == {}
 
 
-# --- write_null_list ---------------------------------------------------------------------
+# --- null_list ---------------------------------------------------------------------------
 
 
-def test_write_null_list_raw_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "list"
-    write_null_list(path, ["doc.pdf", "sub/line\nbreak", BAD, "sp ace"])
-    assert path.read_bytes() == b"doc.pdf\0sub/line\nbreak\0bad\xff\0sp ace\0"
+def test_null_list_raw_bytes() -> None:
+    assert null_list(["doc.pdf", "sub/line\nbreak", BAD, "sp ace"]) == (
+        b"doc.pdf\0sub/line\nbreak\0bad\xff\0sp ace\0")
 
 
-def test_write_null_list_empty(tmp_path: Path) -> None:
-    path = tmp_path / "list"
-    write_null_list(path, [])
-    assert path.read_bytes() == b""
+def test_null_list_empty() -> None:
+    assert null_list([]) == b""
 
 
 # --- HotReference: several hot rounds ----------------------------------------------------
