@@ -96,7 +96,7 @@ def preflight(plan: Plan, dest: Destination, stack: Stack) -> Preflight:
     for check in checks:
         check.result()  # the first failure in this order, whichever ended first
     survey = checks[-1].result()
-    log.info("running before the backup: %s", ", ".join(survey.running) or "nothing")
+    log.info("running now: %s", ", ".join(survey.running) or "nothing")
     cold = {c.volume.service for c in plan.volumes if c.cls is VolumeClass.COLD}
     previous, first = walks.result()
     folders = [landing(u, sources[u.dest]) for u in plan.units]
