@@ -322,7 +322,8 @@ def restore(
         _echo(json.dumps(asdict(report), indent=2))
         return
     lines = [f"restored snapshot {report.snapshot} into {report.folder}: "
-             f"{report.bytes_restored} bytes in {len(report.moves)} parts"]
+             f"{report.bytes_restored} bytes in {len(report.moves)} parts, "
+             f"{report.files_repaired} files rewritten (missing or their content differed)"]
     if report.safety_snapshot:
         lines.append(f"the state before the restore is snapshot {report.safety_snapshot} "
                      f"(undo: klink-sync restore {report.safety_snapshot})")

@@ -73,16 +73,20 @@ def load_deployment(
     folder: Path,
     compose_files: Sequence[str | Path] = (),
     environ: Mapping[str, str] | None = None,
+    read_from: Path | None = None,
 ) -> Deployment:
     """Read the compose file(s) of `folder` like Compose would, with `environ` as the shell.
+    `read_from`: where the compose files and .env are now (a snapshot's, before a restore
+    puts them back in `folder`); relative paths still resolve against `folder`.
 
     Raises UsageError (one line naming the file and key) for anything Compose would refuse.
     """
     folder = _absolute(folder)
     environ = dict(environ or {})
-    files = find_compose_files(folder, compose_files)
+    source = _absolute(read_from) if read_from is not None else folder
+    files = find_compose_files(source, compose_files)
 
-    dotenv_path = folder / ".env"
+    dotenv_path = source / ".env"
     dotenv = _read_env_file(dotenv_path, environ) if dotenv_path.is_file() else {}
     env = {**dotenv, **environ}  # the process environment wins over .env
 

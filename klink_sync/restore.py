@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import checksums, docker, process, rsync, steps
+from . import checksums, docker, process, rsync, steps, trust
 from .backup import Run
 from .compose import find_compose_files, load_deployment
 from .config import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Settings
@@ -49,6 +50,7 @@ class RestoreReport:
     folder: str
     moves: tuple[Move, ...]
     bytes_restored: int
+    files_repaired: int  # files rewritten: missing, or their content differed
     safety_snapshot: str | None
     services_before: tuple[str, ...]
     services_after: tuple[str, ...]
@@ -74,30 +76,31 @@ def _mapped(path: str, maps: Sequence[tuple[str, str]]) -> str:
 
 
 def plan_moves(
-    manifest: Mapping, snapshot: str, folder: Path, maps: Sequence[tuple[str, str]] = ()
+    units: Sequence[Mapping], snapshot: str, folder: Path, maps: Sequence[tuple[str, str]] = ()
 ) -> tuple[Move, ...]:
-    """Where each unit of the manifest goes (pure): inside the folder, or its (mapped) path.
+    """Where each unit goes (pure): inside the folder, or its (mapped) path. `units`: the
+    manifest's, checked against the snapshot's compose files (trust.checked_units);
     `snapshot`: the snapshot's folder on the destination's host."""
     moves = []
-    for unit in manifest["units"]:
-        dest, is_file = unit["dest"], unit.get("is_file", False)
+    for unit in units:
+        dest, is_file = unit["dest"], unit["is_file"]
         if dest == "folder" or dest.startswith("folder/"):
             target = folder / dest.removeprefix("folder").lstrip("/")
         elif unit["type"] == "volume":
             target = Path("<volume>")  # resolved through Docker when the move runs
         else:
-            target = Path(_mapped(unit["host_path"], maps))
+            target = Path(_mapped(unit["source"], maps))
         if is_file:
-            name = os.path.basename(unit["host_path"])
             inside = posixpath.join(snapshot, dest)
             if dest.startswith("folder/"):
-                inside = posixpath.dirname(inside)
+                inside, name = posixpath.dirname(inside), posixpath.basename(dest)
+            else:
+                name = posixpath.basename(unit["source"])
             moves.append(Move(dest, posixpath.join(inside, name), str(target.parent), (), True))
         else:
             moves.append(Move(dest, posixpath.join(snapshot, dest), str(target),
-                              tuple(unit["excludes"]),
-                              False, tuple(unit.get("volume_names", ())),
-                              tuple(unit.get("patterns", ()))))  # fmt: skip
+                              tuple(unit["excludes"]), False, tuple(unit["volume_names"]),
+                              tuple(unit["patterns"])))  # fmt: skip
     return tuple(moves)
 
 
@@ -122,13 +125,15 @@ def quick_verify(dest: Destination, snapshot: Snapshot) -> None:
     if not snapshot.has_sums:
         return  # written after every run, once the stack is up
     listed = checksums.parse_sums(dest.read(f"{snapshot.rel}/{checksums.SUMS}"))
-    regular, other = dest.files(snapshot.rel)
-    missing = [n for n in listed if n not in regular and n not in other]
-    if missing:
-        raise UsageError(
-            f"snapshot {snapshot.name} fails a quick verify: {len(missing)} listed file(s) "
-            f"missing, first {os.fsdecode(missing[0])!r}; run klink-sync verify {snapshot.name}"
-        )
+    regular, _ = dest.files(snapshot.rel)
+    missing = [n for n in listed if n not in regular]  # gone, or no longer a regular file
+    extra = [n for n in regular if n not in listed]  # put there since: never restored
+    for what, names in (("listed file(s) missing", missing), ("file(s) not listed", extra)):
+        if names:
+            raise UsageError(
+                f"snapshot {snapshot.name} fails a quick verify: {len(names)} {what}, first "
+                f"{os.fsdecode(sorted(names)[0])!r}; run klink-sync verify {snapshot.name}"
+            )
 
 
 def _rewrite_paths(folder: Path, files: Sequence[Path], maps: Sequence[tuple[str, str]]):
@@ -139,8 +144,9 @@ def _rewrite_paths(folder: Path, files: Sequence[Path], maps: Sequence[tuple[str
             continue
         text = path.read_text(encoding="utf-8")
         new = text
-        for old, new_path in maps:
-            new = new.replace(old, new_path)
+        for old, new_path in maps:  # a whole path: /mnt/data is not the start of /mnt/data2
+            whole = r"(?<![\w./-])" + re.escape(old) + r"(?![\w.-])"
+            new = re.sub(whole, new_path.replace("\\", r"\\"), new)
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(str(path))
@@ -167,7 +173,11 @@ class Restore:
         self.compose, self.maps, self.safety, self.start = compose, maps, safety, start
         self.stop_timeout, self.start_timeout = stop_timeout, start_timeout
         self.manifest = dest.manifest(snapshot)
-        self.moves = plan_moves(self.manifest, dest.path(snapshot.rel), folder, maps)
+        expected = trust.expected_units(dest, snapshot, self.manifest, folder)
+        self.units = trust.checked_units(self.manifest, expected)
+        self.moves = plan_moves(self.units, dest.path(snapshot.rel), folder, maps)
+        trust.check_targets([(f"manifest.json: units[{i}].dest ({m.unit})", m.target)
+                             for i, m in enumerate(self.moves) if not m.target.startswith("<")])
 
     def current_stack(self) -> Stack | None:
         """The deployment now in the target folder, if it has a compose file."""
@@ -215,22 +225,24 @@ class Restore:
             return load_deployment(self.folder, (), os.environ).services
         return tuple(before)
 
-    def _copy_back(self) -> int:
-        moved = 0
+    def _copy_back(self) -> tuple[int, int]:
+        moved = repaired = 0
         project = None
         for move in self.moves:
             target = move.target
             if target.startswith("<"):
                 if project is None:
                     project = load_deployment(self.folder, (), os.environ).project_name
-                key = next(u["source"] for u in self.manifest["units"] if u["dest"] == move.unit)
+                key = next(u["source"] for u in self.units if u["dest"] == move.unit)
                 target = _volume_path(move, project, key)
             Path(target).mkdir(parents=True, exist_ok=True)
             result = process.run(restore_step(move, target, self.dest).argv)
             stats = rsync.parse_stats(result.stdout)
             moved += stats.total_size
-            log.info("restored %s -> %s (%d files)", move.unit, target, stats.files)
-        return moved
+            repaired += stats.regular_files_transferred
+            log.info("restored %s -> %s (%d files, %d rewritten)", move.unit, target, stats.files,
+                     stats.regular_files_transferred)  # fmt: skip
+        return moved, repaired
 
     def execute(self, owed: tuple[str, ...] = ()) -> RestoreReport:
         """`owed`: services a restore that died left stopped, started again at the end."""
@@ -250,14 +262,14 @@ class Restore:
         after = restored.running_services()
         return RestoreReport(
             snapshot=self.snapshot.name, folder=str(self.folder), moves=self.moves,
-            bytes_restored=moved,
+            bytes_restored=moved[0], files_repaired=moved[1],
             safety_snapshot=safety_report.snapshot if safety_report else None,
             services_before=before, services_after=after, rewritten=tuple(rewritten),
             hints=self._hints(),
         )  # fmt: skip
 
     def _over_a_stack(self, stack: Stack, before: tuple[str, ...]
-                      ) -> tuple[int, list[str], Report | None]:  # fmt: skip
+                      ) -> tuple[tuple[int, int], list[str], Report | None]:  # fmt: skip
         """Stop, keep the current state, restore, start again (not if the restore failed)."""
         safety_run = self._safety_run(stack) if self.safety else None
         if safety_run:
@@ -273,7 +285,8 @@ class Restore:
             return moved, rewritten, None
         report = safety_run.with_checksums(safety_run.finish(window.times, kind="pre-restore"))
         return moved, rewritten, report
-    def _restore_files(self) -> tuple[int, list[str]]:
+
+    def _restore_files(self) -> tuple[tuple[int, int], list[str]]:
         try:
             moved = self._copy_back()
             compose_files = [self.folder / Path(f).name for f in self.manifest["compose_files"]]
@@ -330,7 +343,7 @@ def open_restore(dest: Destination, name: str, folder: Path | None, settings: Se
     quick_verify(dest, snap)
     pairs = parse_maps(maps)
     target = folder or (Path(settings.folder) if settings.folder else None)
-    target = (target or Path(dest.manifest(snap)["folder"])).absolute()
+    target = (target or trust.manifest_folder(dest.manifest(snap))).absolute()
     compose = detect_compose_command(os.environ.get("KLINK_SYNC_COMPOSE")
                                      or settings.compose_command)  # fmt: skip
     return Restore(dest, snap, target, compose, pairs, safety=safety, start=start,

@@ -50,6 +50,7 @@ def copy_argv(
     patterns: Sequence[str] = (),
     xattrs: bool = True,
     exclude_from: str | None = None,
+    by_content: bool = False,
 ) -> tuple[str, ...]:
     """One faithful copy of a volume (or the setup folder) into the staging tree.
 
@@ -63,6 +64,8 @@ def copy_argv(
         argv[1] = "-aH"
     if itemize:
         argv.append("--itemize-changes")
+    if by_content:  # a restore: a damaged file may keep its size and mtime
+        argv.append("--checksum")
     if progress:
         argv += ["--info=progress2", "--no-inc-recursive"]
     if link_dest:

@@ -86,9 +86,11 @@ def start_step(stack: Stack, services: Sequence[str], recreate: bool = False) ->
 
 def restore_step(source: str, target: str, dest: Destination, excludes: Sequence[str] = (),
                  is_file: bool = False, patterns: Sequence[str] = ()) -> Step:  # fmt: skip
-    """One unit of a snapshot back into its place (content compared, not size and mtime)."""
+    """One unit of a snapshot back into its place: content compared (--checksum), so a file
+    damaged with its size and mtime kept is repaired too."""
     argv = rsync.copy_argv(dest.rsync_address(source), target, excludes=tuple(excludes),
-                           source_is_file=is_file, patterns=tuple(patterns))  # fmt: skip
+                           source_is_file=is_file, patterns=tuple(patterns),
+                           by_content=True)  # fmt: skip
     return Step(Phase.RESTORE, dest.rsync_argv(argv), f"restore into {target}")
 
 

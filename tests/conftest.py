@@ -30,6 +30,26 @@ def run_cli(
     return proc
 
 
+def run_cli_jailed(*args: str, env: dict | None = None, check: int | None = 0,
+                   jail: Path) -> subprocess.CompletedProcess:  # fmt: skip
+    """klink-sync in a mount namespace of its own where /etc is a copy (made under `jail`):
+    a test that klink-sync refuses to write into a system path cannot harm this machine
+    if the refusal fails."""
+    etc = jail / "etc"
+    if not etc.exists():
+        subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
+    mount = 'mount --bind "$0" /etc && exec "$@"'
+    full_env = {**os.environ, **(env or {})}
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, str(etc),
+            KLINK_SYNC, *map(str, args)]
+    proc = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=600,
+                          errors="replace")  # fmt: skip
+    if check is not None:
+        outputs = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        assert proc.returncode == check, f"exit {proc.returncode}, wanted {check}\n{outputs}"
+    return proc
+
+
 def error_line(stderr: str) -> str:
     """The one-line error message (log lines of copies still ending may follow it)."""
     return next(line for line in stderr.splitlines() if line.startswith("klink-sync: error:"))
