@@ -22,6 +22,13 @@ KNOWN_PATHS: tuple[tuple[str, VolumeClass, str], ...] = (
     ("/opt/solr/k-search/k-search/data", VolumeClass.HOT, "the Solr search index"),
 )
 
+# Not data: the Docker socket (and any other socket) a service talks to, and the Docker
+# daemon's own tree (never copied file by file under a running daemon).
+SOCKET_REASON = "a socket ({path}): a way to talk to a daemon, not data"
+DOCKER_ROOT = "/var/lib/docker"
+DOCKER_ROOT_REASON = ("the Docker daemon's own folder ({path}): not copied (back up the "
+                      "volumes it holds as named volumes)")
+
 # Image repository names (last path component, no tag) that are databases.
 DATABASE_IMAGES = frozenset({"mariadb", "mysql", "postgres", "mongo", "redis"})
 
@@ -54,6 +61,9 @@ def classify(volume: Volume, overrides: Sequence[Override] = ()) -> Classified:
         return Classified(volume, override.cls, reason)
     if volume.type is VolumeType.ANONYMOUS:
         return Classified(volume, VolumeClass.SKIP, ANONYMOUS_REASON)
+    not_data = _not_data(volume)
+    if not_data:
+        return Classified(volume, VolumeClass.SKIP, not_data)
     target = _strip_slash(volume.target)
     for path, cls, what in KNOWN_PATHS:
         if target == path:
@@ -64,6 +74,19 @@ def classify(volume: Volume, overrides: Sequence[Override] = ()) -> Classified:
     if repository in DATABASE_IMAGES:
         return Classified(volume, VolumeClass.COLD, f"image {repository} is a database")
     return Classified(volume, VolumeClass.COLD, DEFAULT_REASON)
+
+
+def _not_data(volume: Volume) -> str:
+    """Why a bind is no data to copy, or ''."""
+    if volume.type is not VolumeType.BIND:
+        return ""
+    for path in (volume.source, volume.target):
+        if path.endswith(".sock"):
+            return SOCKET_REASON.format(path=path)
+    source = _strip_slash(volume.source)
+    if source == DOCKER_ROOT or source.startswith(DOCKER_ROOT + "/"):
+        return DOCKER_ROOT_REASON.format(path=volume.source)
+    return ""
 
 
 def classify_all(

@@ -90,7 +90,7 @@ def load_deployment(
     dotenv = _read_env_file(dotenv_path, environ) if dotenv_path.is_file() else {}
     env = {**dotenv, **environ}  # the process environment wins over .env
 
-    parsed = [_parse_file(path, folder, env, environ) for path in files]
+    parsed = [_parse_file_once(path, folder, env, environ) for path in files]
     merged = _merge(parsed)
 
     volumes = tuple(
@@ -164,6 +164,16 @@ class _File:
 
 
 # --- reading one file ------------------------------------------------------------------
+
+
+def _parse_file_once(path: Path, folder: Path, env: Mapping[str, str], environ: Mapping
+                     ) -> _File:  # fmt: skip
+    """A YAML alias may refer to the node that holds it: a structure without end."""
+    try:
+        return _parse_file(path, folder, env, environ)
+    except RecursionError:
+        raise UsageError(f"{path}: a YAML anchor refers to itself (an alias inside the node "
+                         "it names): Compose refuses it too") from None
 
 
 def _parse_file(path: Path, folder: Path, env: Mapping[str, str], environ: Mapping) -> _File:

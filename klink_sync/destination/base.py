@@ -206,7 +206,15 @@ class Destination(ABC):
         self.write_atomic(rel, text.encode())
 
     def manifest(self, snapshot: Snapshot) -> dict:
-        return json.loads(self.read(f"{snapshot.rel}/{MANIFEST}"))
+        """The snapshot's manifest.json; a damaged one is a message, not a traceback."""
+        rel = f"{snapshot.rel}/{MANIFEST}"
+        try:
+            found = json.loads(self.read(rel))
+        except ValueError as exc:
+            raise UsageError(f"{self.spec}: {rel}: not a manifest ({exc})") from None
+        if not isinstance(found, dict):
+            raise UsageError(f"{self.spec}: {rel}: not a manifest (not a JSON object)")
+        return found
 
     def snapshots(self, listing: Listing | None = None) -> list[Snapshot]:
         """Every snapshot folder, oldest first; never one that prune is removing."""

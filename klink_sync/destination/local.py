@@ -51,7 +51,7 @@ def check_apart(root: str | Path, sources: Sequence[str], spec: str | None = Non
 def open_private(path: Path) -> int:
     """A file descriptor of `path`, created or emptied, mode 0600 whatever the umask (an
     existing file's mode is set too): what a snapshot holds is for its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)
     except OSError:

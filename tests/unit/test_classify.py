@@ -274,3 +274,18 @@ def test_service_without_volumes_matches_nothing() -> None:
 def test_override_naming_nothing_is_an_error() -> None:
     with pytest.raises(UsageError, match=r"volumes\[0\]: give at least one of"):
         check_overrides([Override(HOT, reason="everything")], SERVICES, ALL)
+
+
+def test_a_socket_bind_is_no_data_to_copy() -> None:
+    """Hardening 12: docker.sock was planned as an unknown cold volume; the cold pass then
+    failed every night, with the stack stopped."""
+    found = classify(bind("/var/run/docker.sock", source="/var/run/docker.sock"))
+    assert found.cls is VolumeClass.SKIP and "socket" in found.reason
+    assert classify(bind("/tmp/agent", source="/run/user/0/agent.sock")).cls is VolumeClass.SKIP
+
+
+def test_the_docker_daemons_folder_is_not_copied_as_an_ordinary_volume() -> None:
+    """Hardening 13: /var/lib/docker as a bind source was an ordinary cold volume, unsaid."""
+    found = classify(bind("/host-docker", source="/var/lib/docker/volumes"))
+    assert found.cls is VolumeClass.SKIP and "Docker daemon's own folder" in found.reason
+    assert classify(bind("/data", source="/var/lib/dockerish")).cls is VolumeClass.COLD
