@@ -221,6 +221,7 @@ def _manifest_units(plan: Plan, report: Report, sources: Mapping[str, Source]) -
             "type": unit.type.value, "class": unit.cls.value, "reason": unit.reason,
             "excludes": list(unit.excludes), "is_file": sources[unit.dest].is_file,
             "volume_names": list(unit.volume_names), "patterns": list(unit.patterns),
+            "declared": unit.declared,
             "files": stats.files if stats else 0, "bytes": stats.total_size if stats else 0,
             "bytes_transferred": moved.get(unit.dest, {}),
         })  # fmt: skip

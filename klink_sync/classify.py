@@ -126,6 +126,8 @@ def image_repository(image: str) -> str:
 def _matches(override: Override, volume: Volume) -> bool:
     """True if every field the override gives equals the volume's."""
     sources = {_strip_slash(volume.source), volume.volume_name or volume.source}
+    if volume.declared:  # as the admin wrote it, before symlinks were followed
+        sources.add(_strip_slash(volume.declared))
     target = _strip_slash(volume.target)
     return (
         (override.service is None or override.service == volume.service)

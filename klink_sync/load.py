@@ -19,7 +19,7 @@ from .destination import Destination, open_destination
 from .errors import UsageError
 from .models import Mode
 from .passes import Cuts
-from .plan import Plan, build_plan
+from .plan import Plan, build_plan, resolved
 from .stack import Stack, detect_compose_command
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,17 @@ def find_folder(explicit: Path | None, settings: Settings) -> Path:
     raise UsageError("several setup folders found, choose one with --folder: " + ", ".join(found))
 
 
+def real_folder(path: str) -> str:
+    """A folder's real path (symlinks followed); a file bind keeps its path: it is copied
+    with the file's content (rsync --copy-links), where its link points at the time."""
+    return path if os.path.isfile(path) else os.path.realpath(path)
+
+
 def plan(settings: Settings, folder: Path | None, mode: Mode) -> Plan:
     """Setup folder -> compose files -> Plan; the deployment's secrets registered for masking."""
     root = find_folder(folder, settings)
-    deployment = load_deployment(root, settings.compose_files, os.environ)
+    deployment = resolved(load_deployment(root, settings.compose_files, os.environ),
+                          real_folder)  # fmt: skip
     process.add_secrets(deployment.secrets)
     overrides = tuple(
         replace(o, source=os.path.normpath(root / o.source))

@@ -42,6 +42,7 @@ class Volume:
     read_only: bool = False
     volume_name: str = ""  # named volumes: the Docker volume name if fixed (`name:`/external)
     external: bool = False
+    declared: str = ""  # a bind's source as written, where symlinks lead `source` elsewhere
 
 
 @dataclass(frozen=True)

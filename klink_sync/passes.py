@@ -184,17 +184,24 @@ class Passes:
         `copied` is told when the copy is done."""
         src = self.sources[unit.dest]
         reference = self.hot_refs.setdefault(unit.dest, fileindex.HotReference())
-        link_to = self.latest
-        # Staging is full: no --link-dest (slower over many hard links), once the copies
-        # of files changed since are gone (rsync would change a kept file's attributes in
-        # place, through a hard link to an older snapshot).
-        into = f"{STAGING}/{landing(unit, src)}"
-        if round > 1 and self.dest.drop_copies(into, reference.changed(scan_)):
-            link_to = None
-        written = self._copy(self._step(Phase.HOT, unit, link_to), unit, round)
+        if round == 1:
+            written = self._copy(self._step(Phase.HOT, unit, self.latest), unit, round)
+        else:
+            written = self._again(unit, src, reference.changed(scan_), round)
         copied()
         reference.record(scan_, None if round == 1 else written)
         return scan(unit, src, not reference.xattrs, reference) if walk_after else None
+
+    def _again(self, unit: CopyUnit, src: Source, names: list[str], round: int) -> set[str]:
+        """A later round: only the files its walk found changed, each as a new file (the
+        others may be hard links to an older snapshot: rsync would change their attributes
+        in place, through the link, if a change landed after the walk)."""
+        if not names:
+            return set()
+        self.dest.drop_copies(f"{STAGING}/{landing(unit, src)}", names)
+        with _listed(fileindex.null_list(names)) as listing:
+            step = refresh_step(unit, src, self.dest, str(listing), Phase.HOT)
+            return self._copy(step, unit, round)
 
     def _changed_bytes(self, units: list[CopyUnit], scans: Mapping[str, fileindex.Scan]) -> int:
         """Bytes of the files changed since their last hot copy (new ones included)."""

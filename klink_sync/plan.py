@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +27,7 @@ class CopyUnit:
     excludes: tuple[str, ...] = ()  # paths below source owned by other units or skipped
     volume_names: tuple[str, ...] = ()  # named volumes: Docker names to try, in order
     patterns: tuple[str, ...] = ()  # the config's excludes for this unit (rsync patterns)
+    declared: str = ""  # the bind's source as the compose file writes it, if symlinks differ
 
     @property
     def hot(self) -> bool:
@@ -83,6 +84,21 @@ class Plan:
                  "move latest"),
         ]  # fmt: skip
         return tuple(steps)
+
+
+def resolved(deployment: Deployment, resolve: Callable[[str], str]) -> Deployment:
+    """Binds with their symlinks followed once (`resolve`: real_folder), so that nesting,
+    overlap and what is copied are decided on real paths (`storage -> /bigdisk/storage` is
+    copied from /bigdisk, not as a bare link); the path as written is kept, to show and to
+    restore through."""
+    volumes = []
+    for volume in deployment.volumes:
+        if volume.type is VolumeType.BIND and volume.source:
+            real = resolve(volume.source)
+            if real != volume.source:
+                volume = replace(volume, source=real, declared=volume.source)
+        volumes.append(volume)
+    return replace(deployment, volumes=tuple(volumes))
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -168,7 +184,8 @@ def _units(classified: Sequence[Classified], folder: str, project: str
         names = ()
         if vtype is VolumeType.VOLUME:
             names = _volume_names(project, source, chosen.volume.volume_name)
-        units.append(CopyUnit(dest, source, vtype, chosen.cls, chosen.reason, (), names))
+        units.append(CopyUnit(dest, source, vtype, chosen.cls, chosen.reason, (), names,
+                              declared=chosen.volume.declared))  # fmt: skip
     return units, skipped
 
 
@@ -193,11 +210,12 @@ def _with_patterns(
     """Attach the config's exclude patterns, keyed by a volume's source as the compose
     file names it (./storage/data, /mnt/x, a named volume) or `.` for the setup folder."""
     by_source = {u.source: u for u in units}
+    by_source.update({u.declared: u for u in units if u.declared})
     patterns: dict[str, tuple[str, ...]] = {}
     for key, pats in excludes.items():
         source = os.path.normpath(os.path.join(folder, key)) if not key.startswith("/") and (
             key.startswith(".") or key not in by_source) else key.rstrip("/") or "/"
         if source not in by_source:
             raise UsageError(f"config: excludes[{key!r}]: no volume with that source is copied")
-        patterns[source] = tuple(pats)
+        patterns[by_source[source].source] = tuple(pats)
     return [replace(u, patterns=patterns.get(u.source, ())) for u in units]

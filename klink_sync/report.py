@@ -44,6 +44,8 @@ def plan_text(plan: Plan) -> str:
     rows = [["SERVICE", "SOURCE", "TARGET", "CLASS", "REASON"]]
     for c in plan.volumes:
         source = c.volume.source or "(anonymous)"
+        if c.volume.declared:
+            source = f"{c.volume.declared} -> {source}"  # symlinks followed once
         rows.append([c.volume.service, source, c.volume.target, c.cls.value, c.reason])
     lines += _table(rows) if len(rows) > 1 else ["(no volumes)"]
     lines += ["", "steps:"]

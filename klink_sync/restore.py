@@ -17,8 +17,9 @@ from .compose import find_compose_files, load_deployment
 from .config import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Settings
 from .destination import Destination, Snapshot
 from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
+from .load import real_folder
 from .models import Mode, Phase, Report
-from .plan import build_plan
+from .plan import build_plan, resolved
 from .preflight import preflight
 from .recover import recover
 from .stack import Stack, detect_compose_command, stopped_stack
@@ -174,7 +175,7 @@ class Restore:
         self.stop_timeout, self.start_timeout = stop_timeout, start_timeout
         self.manifest = dest.manifest(snapshot)
         expected = trust.expected_units(dest, snapshot, self.manifest, folder)
-        self.units = trust.checked_units(self.manifest, expected)
+        self.units = trust.checked_units(self.manifest, expected, folder)
         self.moves = plan_moves(self.units, dest.path(snapshot.rel), folder, maps)
         trust.check_targets([(f"manifest.json: units[{i}].dest ({m.unit})", m.target)
                              for i, m in enumerate(self.moves) if not m.target.startswith("<")])
@@ -189,7 +190,7 @@ class Restore:
 
     def _safety_run(self, stack: Stack) -> Run:
         """The cold backup of what the restore replaces, into the same destination."""
-        deployment = load_deployment(self.folder, (), os.environ)
+        deployment = resolved(load_deployment(self.folder, (), os.environ), real_folder)
         process.add_secrets(deployment.secrets)
         plan = build_plan(deployment, mode=Mode.COLD, stop_timeout=self.stop_timeout)
         return Run(plan, self.dest, stack)
@@ -235,7 +236,9 @@ class Restore:
                     project = load_deployment(self.folder, (), os.environ).project_name
                 key = next(u["source"] for u in self.units if u["dest"] == move.unit)
                 target = _volume_path(move, project, key)
-            Path(target).mkdir(parents=True, exist_ok=True)
+            # again now: a symlink the moves before put back (storage -> /bigdisk) leads on
+            trust.check_targets([(f"restore target of {move.unit}", target)])
+            os.makedirs(os.path.realpath(target), exist_ok=True)
             result = process.run(restore_step(move, target, self.dest).argv)
             stats = rsync.parse_stats(result.stdout)
             moved += stats.total_size

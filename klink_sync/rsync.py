@@ -66,6 +66,8 @@ def copy_argv(
         argv.append("--itemize-changes")
     if by_content:  # a restore: a damaged file may keep its size and mtime
         argv.append("--checksum")
+    if source_is_file:  # a file bind through a symlink: its content, not the bare link
+        argv.append("--copy-links")
     if progress:
         argv += ["--info=progress2", "--no-inc-recursive"]
     if link_dest:
@@ -78,7 +80,8 @@ def copy_argv(
     return tuple(argv)
 
 
-def refresh_argv(source: str, dest: str, files_from: str) -> tuple[str, ...]:
+def refresh_argv(source: str, dest: str, files_from: str, itemize: bool = False
+                 ) -> tuple[str, ...]:  # fmt: skip
     """Copy again, whatever their size and mtime say, the files whose ctime shows a change.
 
     rsync's quick check trusts size and whole-second mtime; a writer can keep
@@ -87,6 +90,7 @@ def refresh_argv(source: str, dest: str, files_from: str) -> tuple[str, ...]:
     """
     return (
         "rsync", "-aHAX", "--numeric-ids", "--sparse", "--stats", "--no-h",
+        *(("--itemize-changes",) if itemize else ()),
         "--ignore-times", "--from0", f"--files-from={files_from}",
         dir_arg(source), dir_arg(dest),
     )  # fmt: skip

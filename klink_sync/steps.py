@@ -65,13 +65,18 @@ def copy_step(
     return Step(phase, dest.rsync_argv(argv), why)
 
 
-def refresh_step(unit: CopyUnit, source: Source, dest: Destination, files_from: str) -> Step:
-    """Copy again, whatever their size and mtime, the files listed in `files_from`."""
+def refresh_step(unit: CopyUnit, source: Source, dest: Destination, files_from: str,
+                 phase: Phase = Phase.COLD) -> Step:  # fmt: skip
+    """Copy again, whatever their size and mtime, the files listed in `files_from`, each
+    as a new file (never written through a hard link to an older snapshot). In the cold
+    pass: files rsync cannot see changed; in a later hot round: the files its walk found
+    changed, and only those (a change landing after the walk is the cold pass's)."""
     root = os.path.dirname(source.path) if source.is_file else source.path
     target = dest.rsync_address(dest.path(f"{STAGING}/{landing(unit, source)}"))
-    argv = rsync.refresh_argv(root, target, files_from)
-    return Step(Phase.COLD, dest.rsync_argv(argv), f"files of {unit.dest} rsync cannot see "
-                "changed (ctime moved, size and mtime kept)")  # fmt: skip
+    argv = rsync.refresh_argv(root, target, files_from, itemize=phase is Phase.HOT)
+    why = ("files changed during the last round" if phase is Phase.HOT else
+           "files rsync cannot see changed (ctime moved, size and mtime kept)")  # fmt: skip
+    return Step(phase, dest.rsync_argv(argv), f"{why}: {unit.dest}")
 
 
 def stop_step(stack: Stack, timeout: int) -> Step:
@@ -126,8 +131,9 @@ def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
     out = [copy_step(Phase.HOT, u, inputs.sources[u.dest], dest, inputs.latest,
                      inputs.latest_folders, progress=progress) for u in hot]  # fmt: skip
     if hot:
-        out.append(rule(Phase.HOT, f"again, without --link-dest, while {HOT_REPEAT_BYTES // 2**20}"
-                        f" MiB or more changed during a round (at most {HOT_ROUNDS} rounds)"))
+        out.append(rule(Phase.HOT, f"again, the files a walk found changed (rsync --files-from), "
+                        f"while {HOT_REPEAT_BYTES // 2**20} MiB or more changed during a round "
+                        f"(at most {HOT_ROUNDS} rounds)"))  # fmt: skip
     out.append(stop_step(stack, plan.stop_timeout))
     out.append(rule(Phase.COLD, "first, files whose ctime shows a change rsync cannot see are "
                     "copied again (rsync --files-from)"))  # fmt: skip

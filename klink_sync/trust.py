@@ -92,26 +92,49 @@ def _read(dest: Destination, rel: str, key: str) -> bytes:
         raise UsageError(f"{key}: the snapshot has no {rel}: refusing") from None
 
 
-def checked_units(manifest: Mapping, expected: Mapping[str, CopyUnit]) -> list[dict]:
+def checked_units(manifest: Mapping, expected: Mapping[str, CopyUnit],
+                  folder: Path) -> list[dict]:  # fmt: skip
     """The manifest's units, each matched with the unit the compose files give for the
     same place: the paths and Docker names come from those, never from the manifest."""
     units = manifest.get("units")
     if not isinstance(units, list) or not units:
         raise UsageError("manifest.json: units: must list the snapshot's units")
-    return [_checked(unit, expected, f"manifest.json: units[{i}]") for i, unit in enumerate(units)]
+    moved = _moved_from(manifest, folder)
+    return [_checked(unit, expected, moved, f"manifest.json: units[{i}]")
+            for i, unit in enumerate(units)]  # fmt: skip
 
 
-def _checked(unit: object, expected: Mapping[str, CopyUnit], key: str) -> dict:
+def _moved_from(manifest: Mapping, folder: Path):  # type: ignore[no-untyped-def]
+    """A path the run saw, as it is once restored into `folder` (paths inside the folder
+    the snapshot was taken from move with it)."""
+    old = str(manifest.get("folder") or "")
+
+    def moved(path: str) -> str:
+        if old and (path == old or path.startswith(old.rstrip("/") + "/")):
+            return os.path.normpath(os.path.join(folder, os.path.relpath(path, old)))
+        return path
+
+    return moved
+
+
+def _checked(unit: object, expected: Mapping[str, CopyUnit], moved, key: str) -> dict:  # type: ignore[no-untyped-def]
     if not isinstance(unit, Mapping):
         raise UsageError(f"{key}: must be a mapping")
     dest = plain_relative(unit.get("dest"), f"{key}.dest")
     if dest.split("/")[0] not in ("folder", "volumes"):
         raise UsageError(f"{key}.dest: {dest!r} is neither folder/ nor volumes/: refusing")
     known = expected.get(dest)
-    if known is None and dest.startswith("volumes/"):
+    declared = unit.get("declared")
+    if dest.startswith("volumes/") and isinstance(declared, str) and declared:
+        # copied from where symlinks led: restored through the path the compose file wrote
+        known = next((u for u in expected.values() if u.source == moved(declared)), None)
+        if known is None:
+            raise UsageError(f"{key}.declared: {declared!r}: the snapshot's compose files "
+                             "declare no such volume: refusing")  # fmt: skip
+    elif known is None and dest.startswith("volumes/"):
         raise UsageError(f"{key}.dest: {dest!r}: no volume of the snapshot's compose files "
                          "lands there: refusing")  # fmt: skip
-    if known is not None and dest.startswith("volumes/") and unit.get("source") != known.source:
+    elif known is not None and dest.startswith("volumes/") and unit.get("source") != known.source:
         raise UsageError(f"{key}.source: {unit.get('source')!r} is not what the snapshot's "
                          f"compose files declare for {dest} ({known.source}): refusing")
     patterns = unit.get("patterns", [])

@@ -232,7 +232,12 @@ class LocalDestination(Destination):
         return fileindex.lstat_file  # lstat when asked: these trees are here
 
     def drop_copies(self, rel: str, names: Sequence[str]) -> bool:
-        """Unlink the copies (a hard link's other names keep their data)."""
+        """Unlink the copies (a hard link's other names keep their data); never through a
+        symlink on the way (a copied `storage -> /bigdisk` link would lead into the source)."""
+        base = self.root / rel
+        parents = {os.path.join(base, os.path.dirname(n)).rstrip("/") for n in names}
+        if any(os.path.realpath(p) != p for p in parents):
+            return False  # left in place: the refresh replaces them instead
         for name in names:
             try:
                 os.unlink(self.root / rel / name)
