@@ -105,9 +105,9 @@ def plan_moves(
     return tuple(moves)
 
 
-def restore_step(move: Move, target: str, dest: Destination) -> Step:
+def restore_step(move: Move, target: str, dest: Destination, by_content: bool = True) -> Step:
     return steps.restore_step(move.source, target, dest, move.excludes, move.is_file,
-                              move.patterns)  # fmt: skip
+                              move.patterns, by_content)  # fmt: skip
 
 
 def _volume_path(move: Move, project: str, key: str) -> str:
@@ -212,9 +212,10 @@ class Restore:
         else:
             out.append(steps.rule(Phase.STOP, f"nothing: no compose file in {self.folder} yet"))
         self.dest.show_as_locked()
-        for move in self.moves:
-            target = move.target if not move.target.startswith("<") else "<docker volume>"
-            out.append(restore_step(move, target, self.dest))
+        for by_content in (True, False):
+            for move in self.moves:
+                target = move.target if not move.target.startswith("<") else "<docker volume>"
+                out.append(restore_step(move, target, self.dest, by_content))
         if stack:
             out.append(steps.start_step(stack, self._to_start(before), recreate=True))
         elif self.start:
@@ -227,8 +228,13 @@ class Restore:
         return tuple(before)
 
     def _copy_back(self) -> tuple[int, int]:
+        """Every unit back, content compared; then every unit's attributes once more: rsync
+        sets a new folder's ACL before its final mode (a sticky folder's named entries then
+        lose group::), and the volumes' folders, made after the setup folder's copy, move
+        the mtimes of their parents (storage/)."""
         moved = repaired = 0
         project = None
+        done = []
         for move in self.moves:
             target = move.target
             if target.startswith("<"):
@@ -245,6 +251,9 @@ class Restore:
             repaired += stats.regular_files_transferred
             log.info("restored %s -> %s (%d files, %d rewritten)", move.unit, target, stats.files,
                      stats.regular_files_transferred)  # fmt: skip
+            done.append((move, target))
+        for move, target in done:
+            process.run(restore_step(move, target, self.dest, by_content=False).argv)
         return moved, repaired
 
     def execute(self, owed: tuple[str, ...] = ()) -> RestoreReport:

@@ -90,13 +90,16 @@ def start_step(stack: Stack, services: Sequence[str], recreate: bool = False) ->
 
 
 def restore_step(source: str, target: str, dest: Destination, excludes: Sequence[str] = (),
-                 is_file: bool = False, patterns: Sequence[str] = ()) -> Step:  # fmt: skip
+                 is_file: bool = False, patterns: Sequence[str] = (),
+                 by_content: bool = True) -> Step:  # fmt: skip
     """One unit of a snapshot back into its place: content compared (--checksum), so a file
-    damaged with its size and mtime kept is repaired too."""
+    damaged with its size and mtime kept is repaired too. `by_content=False`: the pass that
+    sets attributes again (see Restore._copy_back)."""
     argv = rsync.copy_argv(dest.rsync_address(source), target, excludes=tuple(excludes),
                            source_is_file=is_file, patterns=tuple(patterns),
-                           by_content=True)  # fmt: skip
-    return Step(Phase.RESTORE, dest.rsync_argv(argv), f"restore into {target}")
+                           by_content=by_content)  # fmt: skip
+    why = "restore into" if by_content else "attributes again in"
+    return Step(Phase.RESTORE, dest.rsync_argv(argv), f"{why} {target}")
 
 
 def rule(phase: Phase, why: str) -> Step:
