@@ -81,10 +81,11 @@ def _not_data(volume: Volume) -> str:
     if volume.type is not VolumeType.BIND:
         return ""
     for path in (volume.source, volume.target):
-        if path.endswith(".sock"):
+        if path.rsplit("/", 1)[-1] == "docker.sock":
             return SOCKET_REASON.format(path=path)
     source = _strip_slash(volume.source)
-    if source == DOCKER_ROOT or source.startswith(DOCKER_ROOT + "/"):
+    inside = source.startswith(DOCKER_ROOT + "/")
+    if source == DOCKER_ROOT or (inside and not source.startswith(DOCKER_ROOT + "/volumes/")):
         return DOCKER_ROOT_REASON.format(path=volume.source)
     return ""
 

@@ -341,11 +341,16 @@ def recover_command(config: ConfigOpt = None, verbose: VerboseOpt = 0,
     `timer install` writes; every backup and restore does it first too)."""
     from .recover import recover_all
 
-    done = recover_all(load.settings(config).start_timeout)
-    for folder, recovered in done:
-        _echo(f"{folder}: {recovered.message() or 'nothing to start'}")
+    settings = load.settings(config)
+    done = recover_all(settings.start_timeout, load.compose_commands(settings))
+    failed = [f"{folder}: {what}" for folder, what in done if isinstance(what, KlinkSyncError)]
+    for folder, what in done:
+        if not isinstance(what, KlinkSyncError):
+            _echo(f"{folder}: {what.message() or 'nothing to start'}")
     if not done:
         _echo("nothing held: no klink-sync run left a deployment stopped")
+    if failed:
+        raise KlinkSyncError("; ".join(failed))
 
 
 # --- klink-sync timer: systemd units for nightly runs ----------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .classify import check_overrides
 from .compose import load_deployment
 from .config import LOG_LEVELS, Settings, load_settings
 from .destination import Destination, open_destination
+from .docker import COMPOSE_COMMANDS
 from .errors import UsageError
 from .models import Mode
 from .passes import Cuts
@@ -79,6 +81,12 @@ def destination(spec: str | None, settings: Settings) -> Destination:
 
 def compose_command(settings: Settings) -> tuple[str, ...]:
     return detect_compose_command(os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command)
+
+
+def compose_commands(settings: Settings) -> list[tuple[str, ...]]:
+    """Every compose command klink-sync may run here: v2, v1, and the configured one."""
+    chosen = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
+    return [*COMPOSE_COMMANDS, *([tuple(shlex.split(chosen))] if chosen else [])]
 
 
 def stack(settings: Settings, the_plan: Plan) -> Stack:

@@ -6,11 +6,12 @@ deployment's lock, and so does `klink-sync recover` (the boot-time unit)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import state
-from .errors import RestartFailed, RunFailed
+from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
 from .stack import Stack
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,24 @@ def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recove
     return Recovered(hold.services)
 
 
-def recover_all(start_timeout: float) -> list[tuple[str, Recovered]]:
+def recover_all(start_timeout: float, compose_commands: Sequence[Sequence[str]]
+                ) -> list[tuple[str, Recovered | KlinkSyncError]]:  # fmt: skip
     """Every deployment a dead run left held (the boot-time unit: no config needed, the
-    record names the folder, compose command and files)."""
-    done = []
+    record names the folder and files), each on its own: one that fails is reported and
+    the others are still started. The record's compose command runs only if it is one of
+    `compose_commands` (a record is data, never a command line to obey)."""
+    done: list[tuple[str, Recovered | KlinkSyncError]] = []
     for hold in state.all_held():
-        stack = Stack(hold.compose, Path(hold.folder), tuple(Path(f) for f in hold.compose_files))
-        with state.deployment_locked(Path(hold.folder)):
-            done.append((hold.folder, recover(stack, start_timeout)))
+        try:
+            if tuple(hold.compose) not in {tuple(c) for c in compose_commands}:
+                raise UsageError(f"{hold.folder}: the record names compose command "
+                                 f"{list(hold.compose)!r}, not one klink-sync uses: not run")
+            stack = Stack(hold.compose, Path(hold.folder),
+                          tuple(Path(f) for f in hold.compose_files))  # fmt: skip
+            with state.deployment_locked(Path(hold.folder)):
+                done.append((hold.folder, recover(stack, start_timeout)))
+        except KlinkSyncError as exc:
+            done.append((hold.folder, exc))
+        except OSError as exc:
+            done.append((hold.folder, KlinkSyncError(f"{hold.folder}: {exc.strerror or exc}")))
     return done

@@ -110,6 +110,29 @@ def restore_step(move: Move, target: str, dest: Destination, by_content: bool = 
                               move.patterns, by_content)  # fmt: skip
 
 
+def _links_left_out(moves: Sequence[Move], links: set[bytes], folder: Path
+                    ) -> tuple[Move, ...]:  # fmt: skip
+    """A symlink of the snapshot's folder copy on the way to a volume's place (`storage ->
+    /bigdisk/storage`) is not put back: the volume comes back into the folder itself, and
+    never through a link a snapshot brought (into another folder it would lead into the
+    live deployment's data, or where a tampered snapshot says). A link already there, the
+    admin's own, is followed."""
+    skip = set()
+    for move in moves:
+        inside = os.path.relpath(move.target, folder)
+        if move.unit.startswith("folder") or inside.startswith(".."):
+            continue
+        parts = inside.split("/")
+        for i in range(1, len(parts) + 1):
+            if os.fsencode("folder/" + "/".join(parts[:i])) in links:
+                skip.add("/".join(parts[:i]))
+    for path in sorted(skip):
+        log.info("%s is a symlink in the snapshot: not put back; the volume below it comes "
+                 "back into the folder itself", folder / path)  # fmt: skip
+    return tuple(replace(m, excludes=(*m.excludes, *sorted(skip))) if m.unit == "folder" else m
+                 for m in moves)  # fmt: skip
+
+
 def _volume_path(move: Move, project: str, key: str) -> str:
     """The named volume's mountpoint, created (labelled as Compose does) when missing."""
     name = move.volume_names[0] if move.volume_names else f"{project}_{key}"
@@ -176,9 +199,14 @@ class Restore:
         self.manifest = dest.manifest(snapshot)
         expected = trust.expected_units(dest, snapshot, self.manifest, folder)
         self.units = trust.checked_units(self.manifest, expected, folder)
-        self.moves = plan_moves(self.units, dest.path(snapshot.rel), folder, maps)
+        self.moves = _links_left_out(plan_moves(self.units, dest.path(snapshot.rel), folder,
+                                                maps), dest.links(snapshot.rel), folder)
         trust.check_targets([(f"manifest.json: units[{i}].dest ({m.unit})", m.target)
                              for i, m in enumerate(self.moves) if not m.target.startswith("<")])
+        # Where each target really is now, before anything is written: a copy never goes
+        # through a symlink that an earlier copy of this restore put back.
+        self.real = {m.unit: os.path.realpath(m.target) for m in self.moves
+                     if not m.target.startswith("<")}  # fmt: skip
 
     def current_stack(self) -> Stack | None:
         """The deployment now in the target folder, if it has a compose file."""
@@ -241,9 +269,9 @@ class Restore:
                 if project is None:
                     project = load_deployment(self.folder, (), os.environ).project_name
                 key = next(u["source"] for u in self.units if u["dest"] == move.unit)
-                target = _volume_path(move, project, key)
-            # again now: a symlink the moves before put back (storage -> /bigdisk) leads on
-            trust.check_targets([(f"restore target of {move.unit}", target)])
+                target = _volume_path(move, project, key)  # Docker's own answer
+            else:
+                self._still_where_it_was(move, target)
             os.makedirs(os.path.realpath(target), exist_ok=True)
             result = process.run(restore_step(move, target, self.dest).argv)
             stats = rsync.parse_stats(result.stdout)
@@ -255,6 +283,17 @@ class Restore:
         for move, target in done:
             process.run(restore_step(move, target, self.dest, by_content=False).argv)
         return moved, repaired
+
+    def _still_where_it_was(self, move: Move, target: str) -> None:
+        """The snapshot's own folder copy may hold a symlink (storage -> elsewhere): a
+        restore does not follow a link it put back itself (into another folder it would
+        lead into the live deployment's data, or anywhere a tampered snapshot says)."""
+        now = os.path.realpath(target)
+        if now != self.real[move.unit]:
+            raise UsageError(f"{target}: the restore put back a symlink on the way (it now "
+                             f"leads to {now}): not followed. Make the link yourself first, "
+                             "or restore that path with --map OLD=NEW")  # fmt: skip
+        trust.check_targets([(f"restore target of {move.unit}", target)])
 
     def execute(self, owed: tuple[str, ...] = ()) -> RestoreReport:
         """`owed`: services a restore that died left stopped, started again at the end."""
@@ -286,13 +325,20 @@ class Restore:
         safety_run = self._safety_run(stack) if self.safety else None
         if safety_run:
             safety_run.prepare()
-        with stopped_stack(stack, self._to_start(before), self.stop_timeout, self.start_timeout,
-                           recreate=True) as window:  # fmt: skip
-            if safety_run:
-                safety_run.cold_pass()
-            window.restoring(self.snapshot.name)  # recorded: nothing starts half-restored data
-            moved, rewritten = self._restore_files()
-            window.restored()
+        kept = False
+        try:
+            with stopped_stack(stack, self._to_start(before), self.stop_timeout,
+                               self.start_timeout, recreate=True) as window:  # fmt: skip
+                if safety_run:
+                    safety_run.cold_pass()
+                    kept = True
+                window.restoring(self.snapshot.name)  # recorded: nothing starts half-restored
+                moved, rewritten = self._restore_files()
+                window.restored()
+        except KlinkSyncError:
+            if kept and safety_run:  # the state it replaced, kept as the message says
+                safety_run.with_checksums(safety_run.finish(window.times, kind="pre-restore"))
+            raise
         if not safety_run:
             return moved, rewritten, None
         report = safety_run.with_checksums(safety_run.finish(window.times, kind="pre-restore"))
@@ -305,9 +351,10 @@ class Restore:
             rewritten = _rewrite_paths(self.folder, [*compose_files, self.folder / ".env"],
                                        self.maps) if self.maps else []  # fmt: skip
         except KlinkSyncError as exc:
-            hint = ""
-            if self.safety:
-                hint = "; the state before the restore is in the pre-restore snapshot"
+            if self.current_stack() is None:  # a new folder: no stack, nothing kept before
+                raise RunFailed(f"restore failed half way: {exc}") from exc
+            hint = "; the state before the restore is in the pre-restore snapshot" if (
+                self.safety) else ""  # fmt: skip
             raise RunFailed(f"restore failed, the stack is left stopped: {exc}{hint}") from exc
         return moved, rewritten
 
@@ -356,6 +403,7 @@ def open_restore(dest: Destination, name: str, folder: Path | None, settings: Se
     pairs = parse_maps(maps)
     target = folder or (Path(settings.folder) if settings.folder else None)
     target = (target or trust.manifest_folder(dest.manifest(snap))).absolute()
+    trust.refuse_a_strangers_folder(target, "--folder")
     compose = detect_compose_command(os.environ.get("KLINK_SYNC_COMPOSE")
                                      or settings.compose_command)  # fmt: skip
     return Restore(dest, snap, target, compose, pairs, safety=safety, start=start,

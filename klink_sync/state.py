@@ -46,9 +46,13 @@ class Hold:
         return f"klink-sync (pid {self.pid}, {self.since}) {what} {self.folder}"
 
 
+def state_dir_path() -> Path:
+    return Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+
+
 def state_dir() -> Path:
     """The private state folder, created 0700; a planted or shared one is refused."""
-    root = Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+    root = state_dir_path()
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = os.lstat(root)
@@ -134,6 +138,9 @@ def _read_hold(path: Path) -> Hold | None:
             raise UsageError(f"{path}: a symlink where klink-sync keeps its record") from None
         raise
     with os.fdopen(fd, "rb") as src:
+        st = os.fstat(src.fileno())
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise UsageError(f"{path}: not a record of klink-sync's (owner or mode): refusing it")
         try:
             data = json.loads(src.read() or b"{}")
             return Hold(**{**data, "compose": tuple(data["compose"]),

@@ -16,20 +16,47 @@ from .compose import COMPOSE_NAMES, load_deployment
 from .destination import Destination, Snapshot
 from .errors import KlinkSyncError, UsageError
 from .plan import CopyUnit, build_plan
+from .state import state_dir_path
 
 # Never a restore target: the system's own trees, and the top of the usual data trees.
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
-                "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib/docker", "/var/run",
-                "/root/.ssh")  # fmt: skip
+                "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib", "/var/run", "/var/spool",
+                "/var/log", "/var/cache", "/var/backups", "/var/mail")  # fmt: skip
 SYSTEM_TOPS = ("/", "/home", "/opt", "/srv", "/mnt", "/media", "/var", "/tmp", "/root")
+DATA_TREES = ("/var/lib/docker/volumes",)  # inside the system trees, but data
+HOMES = ("/root", "/home")
 
 
 def refuse_system_path(path: str, key: str) -> None:
-    """`path` as given and as its symlinks resolve now: never a system path."""
-    for form in dict.fromkeys((os.path.normpath(path), os.path.realpath(path))):
-        inside = any(form == t or form.startswith(t + "/") for t in SYSTEM_TREES)
-        if inside or form in SYSTEM_TOPS:
+    """`path` as given and as its symlinks resolve now: never a system path, klink-sync's
+    own state, nor a dotfile or dot-folder of a home (.ssh, .bashrc ...)."""
+    try:
+        forms = dict.fromkeys((os.path.normpath(path), os.path.realpath(path)))
+    except OSError as exc:
+        raise UsageError(f"{key}: {path}: {exc.strerror}") from None
+    state = os.path.realpath(state_dir_path())
+    for form in forms:
+        data = any(form == t or form.startswith(t + "/") for t in DATA_TREES)
+        inside = any(form == t or form.startswith(t + "/") for t in (*SYSTEM_TREES, state))
+        if (inside and not data) or form in SYSTEM_TOPS or _home_dotfile(form):
             raise UsageError(f"{key}: {path} is a system path: a restore never writes there")
+
+
+def _home_dotfile(path: str) -> bool:
+    parts = path.split("/")
+    if len(parts) > 2 and "/" + parts[1] == "/root":
+        return parts[2].startswith(".")
+    return len(parts) > 3 and parts[1] == "home" and parts[3].startswith(".")
+
+
+def refuse_a_strangers_folder(folder: Path, key: str) -> None:
+    """A folder that holds files but no compose file is not a deployment: a restore and
+    its --delete would wipe someone's files. (Links alone are the admin's preparation:
+    `storage -> /bigdisk/storage` made before restoring.)"""
+    if folder.is_dir() and any(not p.is_symlink() for p in folder.iterdir()) and not any(
+            (folder / name).is_file() for name in COMPOSE_NAMES):  # fmt: skip
+        raise UsageError(f"{key}: {folder} holds files but no compose file: not restoring "
+                         "into it")  # fmt: skip
 
 
 def plain_relative(value: object, key: str, top: str = "") -> str:
@@ -54,10 +81,7 @@ def manifest_folder(manifest: Mapping) -> Path:
         raise UsageError(f"{key}: must be an absolute path without '..'")
     refuse_system_path(value, key)
     folder = Path(value)
-    if folder.is_dir() and any(folder.iterdir()) and not any(
-            (folder / name).is_file() for name in COMPOSE_NAMES):  # fmt: skip
-        raise UsageError(f"{key}: {value} holds files but no compose file: not restoring "
-                         "into it (give --folder)")  # fmt: skip
+    refuse_a_strangers_folder(folder, key)
     return folder
 
 
@@ -165,6 +189,8 @@ def refuse_foreign_links(path: str, key: str) -> None:
             st = os.lstat(current)
         except FileNotFoundError:
             return  # made by the restore from here on
+        except OSError as exc:
+            raise UsageError(f"{key}: {current}: {exc.strerror}") from None
         if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
             raise UsageError(f"{key}: {current} is a symlink of uid {st.st_uid}: a restore "
                              "does not follow it (remove it, or restore with --map)")  # fmt: skip

@@ -175,6 +175,10 @@ class Destination(ABC):
         """Regular files (name -> size) and every other entry below folder/ and volumes/."""
 
     @abstractmethod
+    def links(self, rel: str) -> set[bytes]:
+        """Every symlink below folder/ and volumes/ of `rel`."""
+
+    @abstractmethod
     def hash_files(self, rel: str, names: Sequence[bytes]) -> dict[bytes, str]:
         """name -> sha256; names that could not be read are left out."""
 

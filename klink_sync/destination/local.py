@@ -282,6 +282,11 @@ class LocalDestination(Destination):
             raise RunFailed(f"{root}: cannot read the snapshot: {exc}") from None
         return regular, other
 
+    def links(self, rel: str) -> set[bytes]:
+        _, other = self.files(rel)
+        root = os.fsencode(self.root / rel)
+        return {n for n in other if os.path.islink(os.path.join(root, n))}
+
     def hash_files(self, rel: str, names: Sequence[bytes]) -> dict[bytes, str]:
         root = os.fsencode(self.root / rel)
         found = {}

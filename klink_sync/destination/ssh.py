@@ -344,6 +344,9 @@ class SshDestination(Destination):
                 other.add(record[1:])
         return regular, other
 
+    def links(self, rel: str) -> set[bytes]:
+        return set(_records(_bytes(self.sh(f"cannot read {rel}", "links", self.path(rel)))))
+
     def hash_files(self, rel: str, names: Sequence[bytes]) -> dict[bytes, str]:
         """By `sha256sum` on the host."""
         if not names:

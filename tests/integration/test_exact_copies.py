@@ -93,6 +93,9 @@ def test_a_symlinked_storage_folder_is_backed_up_and_restored(where, tmp_path):
     assert len(docs) == 50 and any(snap.rglob("ibdata1"))
     shutil.rmtree(folder)
     shutil.rmtree(bigdisk / "storage")  # the deployment lost, the disk emptied
+    folder.mkdir()  # the admin puts the link back (a restore never follows one it brought)
+    (folder / "storage").symlink_to(bigdisk / "storage")
+    (bigdisk / "storage").mkdir()
     run_cli("restore", "--dest", dest, "--folder", folder, env=env)
     assert os.readlink(folder / "storage") == str(bigdisk / "storage")
     assert tree(bigdisk) == before

@@ -123,3 +123,28 @@ def test_a_restore_killed_half_way_blocks_backups_until_a_restore_finishes(tmp_p
             env=klink_env)  # fmt: skip
     assert running(klink_env) == ALL  # what ran before the first restore
     run_cli("hot-cold", "--folder", folder, "--dest", dest, env=klink_env)
+
+
+def test_recover_obeys_no_command_a_record_names_and_goes_on_after_a_bad_one(tmp_path, klink_env):
+    """Review: a record restored from a tampered snapshot made recover run its 'compose'
+    as root; a bad record stopped every later one at boot."""
+    import json as _json
+
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    _killed_while_stopped(folder, tmp_path / "backup", klink_env)
+    holds = Path(os.environ["KLINK_SYNC_STATE_DIR"]) / "holds"
+    planted = holds / "0000000000000000.json"
+    pwned = tmp_path / "PWNED"
+    record = {"folder": str(tmp_path / "gone"), "compose": ["/bin/sh", "-c", f"id > {pwned}"],
+              "compose_files": [], "services": ["x"], "how": "stopped", "pid": 1,
+              "since": "2026-01-01T00:00:00Z"}  # fmt: skip
+    fd = os.open(planted, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, _json.dumps(record).encode())
+    os.close(fd)
+    try:
+        proc = run_cli("recover", env=klink_env, check=1)
+    finally:
+        planted.unlink()
+    assert not pwned.exists() and "not one klink-sync uses" in proc.stderr
+    assert f"{folder}: started again" in proc.stdout and running(klink_env) == ALL

@@ -201,3 +201,45 @@ def test_restore_does_not_follow_a_symlink_another_user_planted(where, tmp_path)
     proc = run_cli("restore", "--dest", dest, "--folder", folder, env=env, check=2)
     assert "symlink" in error_line(proc.stderr) and "uid 1000" in error_line(proc.stderr)
     assert sorted(os.listdir(victim)) == ["important.txt"]
+
+
+def test_a_restore_into_another_folder_never_writes_through_the_snapshots_links(where, tmp_path):
+    """Review: the snapshot's `storage -> /bigdisk/storage` link, put back into a new
+    folder, led the volumes' rsync --delete into the live deployment's data."""
+    from tests.integration.test_exact_copies import _storage_on_a_bigger_disk
+
+    dest, _, env = where
+    folder, bigdisk = _storage_on_a_bigger_disk(tmp_path)
+    set_running(env, ALL)
+    run_cli("cold", "--folder", folder, "--dest", dest, env=env)
+    (bigdisk / "storage/data/documents/new.bin").write_bytes(b"written after the backup")
+    live = tree(bigdisk)
+    restored = tmp_path / "restored"
+    run_cli("restore", "--dest", dest, "--folder", restored, env=env)
+    assert tree(bigdisk) == live
+    assert not (restored / "storage").is_symlink()  # the data came back into the folder
+    docs = restored / "storage/data/documents"
+    assert len(list(docs.iterdir())) == 50 and not (docs / "new.bin").exists()
+
+
+def test_restore_into_a_strangers_folder_is_refused(where, tmp_path):
+    """Review: --folder into a non-empty folder without a compose file wiped it."""
+    folder, _, dest, _, env = _backed_up(tmp_path, where)
+    alice = tmp_path / "alice"
+    (alice / "Documents").mkdir(parents=True)
+    (alice / "Documents/thesis.tex").write_text("chapter 1\n")
+    proc = run_cli("restore", "--dest", dest, "--folder", alice, env=env, check=2)
+    assert "holds files but no compose file" in error_line(proc.stderr)
+    assert (alice / "Documents/thesis.tex").read_text() == "chapter 1\n"
+
+
+@pytest.mark.parametrize("path", ["/var/spool/cron/crontabs", "/root/.bashrc", "/home/u/.ssh",
+                                  "/var/lib/klink-sync/holds", "/etc2/../etc"])
+def test_places_a_restore_never_writes(path):
+    from klink_sync.errors import UsageError
+    from klink_sync.trust import refuse_system_path
+
+    with pytest.raises(UsageError, match="system path"):
+        refuse_system_path(path, "k")
+    refuse_system_path("/var/lib/docker/volumes/k_data/_data", "k")  # a volume's data
+    refuse_system_path("/home/u/k-link/storage", "k")
