@@ -63,11 +63,14 @@ def test_timer_install_writes_units_that_systemd_analyze_verifies(tmp_path):
     assert f'ReadWritePaths="-{tmp_path}/backup dir"\n' in service
     assert f"ReadWritePaths=-{tmp_path}/textfile\n" in service
     assert "OnCalendar=Mon..Fri 02:30\n" in timer and "Persistent=true\n" in timer
+    recover = (unit_dir / "klink-sync-recover.service").read_text()
+    assert f"ExecStart={KLINK_SYNC} recover --config {config}\n" in recover
     lines = proc.stdout.splitlines()
-    assert lines[:2] == [f"wrote {unit_dir}/{name}" for name in ("klink-sync.service",
-                                                                 "klink-sync.timer")]
-    assert lines[-2:] == ["systemctl daemon-reload", "systemctl enable --now klink-sync.timer"]
-    assert sorted(p.name for p in unit_dir.iterdir()) == ["klink-sync.service", "klink-sync.timer"]
+    units = ("klink-sync.service", "klink-sync.timer", "klink-sync-recover.service")
+    assert lines[:3] == [f"wrote {unit_dir}/{name}" for name in units]
+    assert lines[-3:] == ["systemctl daemon-reload", "systemctl enable --now klink-sync.timer",
+                          "systemctl enable klink-sync-recover.service"]  # fmt: skip
+    assert sorted(p.name for p in unit_dir.iterdir()) == sorted(units)
     assert (unit_dir / "klink-sync.service").stat().st_mode & 0o777 == 0o644
 
 
@@ -101,7 +104,8 @@ def test_timer_print_writes_nothing(tmp_path):
     assert not unit_dir.exists()
     assert f"# {unit_dir}/klink-sync.service\n[Unit]" in proc.stdout
     assert "[Timer]\nOnCalendar=daily\nPersistent=true\nRandomizedDelaySec=30m\n" in proc.stdout
-    assert proc.stdout.rstrip().endswith("systemctl enable --now klink-sync.timer")
+    assert proc.stdout.rstrip().endswith("systemctl enable --now klink-sync.timer\n"
+                                         "systemctl enable klink-sync-recover.service")
 
 
 @pytest.mark.parametrize(
@@ -345,6 +349,7 @@ def _hooks_config(tmp_path: Path, dest: Path, before: list, after: list, extra: 
 def _dumped(path: Path) -> dict:
     data = json.loads(path.read_text())
     data.pop("KLINK_SYNC_COMPOSE", None)  # the stand-in compose, from the test's environment
+    data.pop("KLINK_SYNC_STATE_DIR", None)  # the tests' own state folder, likewise
     return data
 
 
@@ -358,6 +363,7 @@ def test_hooks_get_the_documented_variables(folder, tmp_path, klink_env):
     assert _dumped(tmp_path / "before.json") == {
         "KLINK_SYNC_STATUS": "starting", "KLINK_SYNC_MODE": "hot-cold",
         "KLINK_SYNC_SNAPSHOT": "", "KLINK_SYNC_DOWNTIME_SECONDS": "",
+        "KLINK_SYNC_RECOVERED": "",
         "KLINK_SYNC_EXIT_CODE": "", "KLINK_SYNC_DEST": str(dest),
         "KLINK_SYNC_FOLDER": str(folder), "KLINK_SYNC_ERROR": "",
     }  # fmt: skip
@@ -366,6 +372,7 @@ def test_hooks_get_the_documented_variables(folder, tmp_path, klink_env):
         "KLINK_SYNC_STATUS": "ok", "KLINK_SYNC_MODE": "hot-cold",
         "KLINK_SYNC_SNAPSHOT": report["snapshot"],
         "KLINK_SYNC_DOWNTIME_SECONDS": f"{report['downtime_seconds']:.3f}",
+        "KLINK_SYNC_RECOVERED": "",
         "KLINK_SYNC_EXIT_CODE": "0", "KLINK_SYNC_DEST": str(dest),
         "KLINK_SYNC_FOLDER": str(folder), "KLINK_SYNC_ERROR": "",
     }  # fmt: skip
