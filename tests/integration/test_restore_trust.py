@@ -25,13 +25,24 @@ from tests.sshd import Sshd, sshd  # noqa: F401 (the fixture)
 DOC = "storage/data/documents/007.bin"
 
 
-@pytest.fixture(params=["local", "ssh"])
-def where(request, tmp_path: Path, klink_env: dict) -> tuple[str, Path, dict]:
+def _where(request, tmp_path: Path, klink_env: dict) -> tuple[str, Path, dict]:
     if request.param == "local":
         return str(tmp_path / "backup"), tmp_path / "backup", klink_env
     server: Sshd = request.getfixturevalue("sshd")
     spec, real = server.far(tmp_path.name)
     return spec, real, {**klink_env, **server.env}
+
+
+@pytest.fixture(params=["local"])
+def where(request, tmp_path: Path, klink_env: dict) -> tuple[str, Path, dict]:
+    """Local only: the checks run on this host before any copy, whatever the destination
+    (the cases marked `both` show it over ssh too; `make test` stays short)."""
+    return _where(request, tmp_path, klink_env)
+
+
+@pytest.fixture(params=["local", "ssh"])
+def both(request, tmp_path: Path, klink_env: dict) -> tuple[str, Path, dict]:
+    return _where(request, tmp_path, klink_env)
 
 
 def _with_outside_bind(tmp_path: Path) -> tuple[Path, Path]:
@@ -101,9 +112,9 @@ def test_a_tampered_manifest_is_refused_before_anything_is_written(
     assert sorted(os.listdir(victim)) == ["important.txt"]
 
 
-def test_a_host_path_in_the_manifest_is_not_where_restore_writes(where, tmp_path):
+def test_a_host_path_in_the_manifest_is_not_where_restore_writes(both, tmp_path):
     """host_path is what the run saw; the target is what the compose files declare."""
-    folder, outside, dest, snap, env = _backed_up(tmp_path, where)
+    folder, outside, dest, snap, env = _backed_up(tmp_path, both)
     victim = _victim(tmp_path)
     _tamper(snap, lambda m: [u.update(host_path=str(victim)) for u in m["units"]])
     run_cli("restore", "--dest", dest, "--folder", folder, "--no-safety-snapshot", env=env)
@@ -143,8 +154,8 @@ def test_a_planted_file_fails_the_quick_verify(plant, where, tmp_path):
     assert tree(folder) == before
 
 
-def test_a_damaged_file_that_kept_size_and_mtime_is_repaired(where, tmp_path):
-    folder, _, dest, snap, env = _backed_up(tmp_path, where)
+def test_a_damaged_file_that_kept_size_and_mtime_is_repaired(both, tmp_path):
+    folder, _, dest, snap, env = _backed_up(tmp_path, both)
     doc = folder / DOC
     good = doc.read_bytes()
     _rewrite_keeping(doc, doc.stat().st_mtime_ns, False)
@@ -203,12 +214,12 @@ def test_restore_does_not_follow_a_symlink_another_user_planted(where, tmp_path)
     assert sorted(os.listdir(victim)) == ["important.txt"]
 
 
-def test_a_restore_into_another_folder_never_writes_through_the_snapshots_links(where, tmp_path):
+def test_a_restore_into_another_folder_never_writes_through_the_snapshots_links(both, tmp_path):
     """Review: the snapshot's `storage -> /bigdisk/storage` link, put back into a new
     folder, led the volumes' rsync --delete into the live deployment's data."""
     from tests.integration.test_exact_copies import _storage_on_a_bigger_disk
 
-    dest, _, env = where
+    dest, _, env = both
     folder, bigdisk = _storage_on_a_bigger_disk(tmp_path)
     set_running(env, ALL)
     run_cli("cold", "--folder", folder, "--dest", dest, env=env)
