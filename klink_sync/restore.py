@@ -325,6 +325,8 @@ class Restore:
         safety_run = self._safety_run(stack) if self.safety else None
         if safety_run:
             safety_run.prepare()
+            safety_run.hot_pass()  # a cold plan copies nothing here: it reads the copies'
+            # state (over ssh, one walk) before the stop, not inside the downtime
         kept = False
         try:
             with stopped_stack(stack, self._to_start(before), self.stop_timeout,
