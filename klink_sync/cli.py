@@ -20,10 +20,10 @@ from . import __version__, load, process, systemd
 from .backup import RunOptions, dry_run, run_backup
 from .config import check_file
 from .config import sample as config_sample_text
-from .errors import KlinkSyncError, UsageError
+from .errors import KlinkSyncError, OffsiteFailed, UsageError
 from .hooks import Job
 from .models import Mode, Report
-from .report import human_bytes, plan_dict, plan_text, report_text
+from .report import human_bytes, plan_dict, plan_text, report_offsite, report_text
 from .verify import Verdict, VerifyInterrupted, verify_snapshot, verify_targets
 
 app = typer.Typer(
@@ -137,6 +137,11 @@ def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | No
                              settings.allow_unclean_stop, settings.start_timeout,
                              _progress(quiet), cuts)  # fmt: skip
         report = run_backup(the_plan, the_dest, stack, options)
+        if settings.offsite is not None and settings.offsite.after_backup and report.snapshot:
+            from .offsite_run import push_after_backup  # the stack is up again by now
+
+            pushed = push_after_backup(settings.offsite, the_dest, report.snapshot)
+            report = replace(report, offsite=pushed.to_dict())
         job.succeeded(report)
     except Exception as exc:
         job.failed(exc)
@@ -155,6 +160,9 @@ def _backup_command(mode: Mode, doc: str) -> None:
         report = _backup(mode, folder, dest, config, dry_run, verbose, quiet)
         if report is not None:
             _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
+            if report.offsite.get("result") == "failed":
+                raise OffsiteFailed(f"the snapshot {report.snapshot} is kept; the offsite "
+                                    "push failed: " + str(report.offsite.get("error")))
 
     backup.__doc__ = doc
     command(app, mode.value)(backup)
@@ -351,6 +359,89 @@ def recover_command(config: ConfigOpt = None, verbose: VerboseOpt = 0,
         _echo("nothing held: no klink-sync run left a deployment stopped")
     if failed:
         raise KlinkSyncError("; ".join(failed))
+
+
+# --- klink-sync offsite: encrypted copies with restic ----------------------------------------
+
+offsite_app = typer.Typer(no_args_is_help=True,
+                          help="Encrypted offsite copies of the snapshots, with restic.")
+app.add_typer(offsite_app, name="offsite")
+
+
+def _offsite(config: Path | None):  # type: ignore[no-untyped-def]
+    settings = load.settings(config)
+    if settings.offsite is None:
+        where = settings.source if config else "no config file (give --config)"
+        raise UsageError(f"{where}: no offsite: section: see `klink-sync config sample`")
+    return settings, settings.offsite
+
+
+@command(offsite_app, "init")
+def offsite_init(config: ConfigOpt = None, verbose: VerboseOpt = 0) -> None:
+    """Create the restic repository (an existing one is left alone)."""
+    from . import offsite_run
+
+    _echo(offsite_run.init(_offsite(config)[1]))
+
+
+@command(offsite_app, "push")
+def offsite_push(
+    snapshot: Annotated[str, typer.Argument(help="snapshot name (default: latest)")] = "latest",
+    dest: DestOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:  # fmt: skip
+    """Copy one local snapshot into the restic repository (the previous push as parent)."""
+    from . import offsite_run
+
+    settings, offsite = _offsite(config)
+    pushed = offsite_run.push(offsite, load.destination(dest, settings), snapshot)
+    _echo(json.dumps(pushed.to_dict(), indent=2) if as_json else report_offsite(pushed.to_dict()))
+
+
+@command(offsite_app, "snapshots")
+def offsite_snapshots(config: ConfigOpt = None, as_json: JsonOpt = False,
+                      verbose: VerboseOpt = 0) -> None:  # fmt: skip
+    """What the repository holds, by klink-sync snapshot name."""
+    from . import offsite_run
+
+    found = offsite_run.listing(_offsite(config)[1])
+    if as_json:
+        _echo(json.dumps([s.to_dict() for s in found], indent=2))
+        return
+    rows = [f"{s.name:<24} {s.deployment or s.host:<20} {s.mode:<9} {s.id}" for s in found]
+    _echo("\n".join([f"{'SNAPSHOT':<24} {'DEPLOYMENT':<20} {'MODE':<9} RESTIC ID", *rows]))
+
+
+@command(offsite_app, "check")
+def offsite_check(config: ConfigOpt = None, verbose: VerboseOpt = 0) -> None:
+    """restic check, reading `check_subset` of the data."""
+    from . import offsite_run
+
+    _echo(offsite_run.check(_offsite(config)[1]))
+
+
+@command(offsite_app, "pull")
+def offsite_pull(
+    snapshot: Annotated[str, typer.Argument(help="snapshot name, or latest")],
+    dest: DestOpt = None, config: ConfigOpt = None,
+    deployment: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--deployment", help="which deployment, when the repository holds several")] = None,
+    verbose: VerboseOpt = 0,
+) -> None:  # fmt: skip
+    """Bring a snapshot back from the repository into DEST/snapshots/NAME, checked."""
+    from . import offsite_run
+
+    settings, offsite = _offsite(config)
+    _echo(offsite_run.pull(offsite, load.destination(dest, settings), snapshot, deployment))
+
+
+@command(offsite_app, "prune")
+def offsite_prune(config: ConfigOpt = None, dry_run: DryRunOpt = False,
+                  verbose: VerboseOpt = 0) -> None:  # fmt: skip
+    """restic forget --prune by offsite.retention (each deployment on its own)."""
+    from . import offsite_run
+
+    _echo(offsite_run.prune(_offsite(config)[1], dry_run))
 
 
 # --- klink-sync timer: systemd units for nightly runs ----------------------------------------

@@ -16,6 +16,8 @@ from .classify import Override
 from .compose import read_utf8
 from .errors import UsageError
 from .models import VolumeClass
+from .notify import NOTIFY_EXAMPLE, Notify, check_notify
+from .offsite import OFFSITE_EXAMPLE, Offsite, check_offsite
 from .retention import RULES, Retention
 
 # A hook command: an argv tuple (run directly), or a string (run by /bin/sh -c, with shell: true).
@@ -96,7 +98,8 @@ _HOOKS_EXAMPLE = """\
 # each hook is a list of commands; a command is an argv list run without a shell, or, with
 # shell: true, a command line for /bin/sh. They get KLINK_SYNC_STATUS (ok, failed),
 # KLINK_SYNC_SNAPSHOT, KLINK_SYNC_DOWNTIME_SECONDS, KLINK_SYNC_EXIT_CODE, KLINK_SYNC_DEST,
-# KLINK_SYNC_FOLDER, KLINK_SYNC_ERROR. A failing `before` hook stops the run before the
+# KLINK_SYNC_FOLDER, KLINK_SYNC_ERROR, KLINK_SYNC_OFFSITE (ok, failed or empty). A failing
+# `before` hook stops the run before the
 # stack is stopped; a failing `after` hook fails the run (the snapshot is kept).
 #hooks:
 #  before:
@@ -151,6 +154,13 @@ OPTIONS: Mapping[str, Option] = MappingProxyType({option.key: option for option 
            "#ping_url: https://hc-ping.com/your-check-uuid"),
     Option("log_level", str, "info",
            "`debug`, `info` or `warning`; `-v`/`-q` and `KLINK_SYNC_LOG_LEVEL` win"),
+    Option("offsite", dict, None,
+           "encrypted offsite copies with restic: `repository`, `password_file`, "
+           "`environment_file`, `after_backup`, `retention`, `check_subset`, `limit_upload`, "
+           "`options` (see Offsite copies)", OFFSITE_EXAMPLE, readme_default="none"),
+    Option("notify", dict, None,
+           "Apprise notifications: `urls` (a list) and `on` (`failure`, `recovered`, "
+           "`success`)", NOTIFY_EXAMPLE, readme_default="none"),
 )})  # fmt: skip
 OVERRIDE_KEYS = {"service", "target", "source", "class", "reason"}
 HOOK_EVENTS = ("before", "after", "on_failure")
@@ -183,6 +193,8 @@ class Settings:
     metrics_file: str | None = _default("metrics_file")
     ping_url: str | None = _default("ping_url")
     log_level: str = _default("log_level")
+    offsite: Offsite | None = _default("offsite")
+    notify: Notify | None = _default("notify")
     source: str = "defaults"  # where the settings came from, for messages
 
 
@@ -370,7 +382,8 @@ def _checked_values(problems: _Problems, values: dict[str, Any]) -> None:
     if "compose_files" in values:
         values["compose_files"] = tuple(files)
     for key, check in (("retention", _retention), ("excludes", _excludes), ("hooks", _hooks),
-                       ("ssh_options", _ssh_options)):  # fmt: skip
+                       ("ssh_options", _ssh_options), ("offsite", check_offsite),
+                       ("notify", check_notify)):  # fmt: skip
         if key in values:
             values[key] = check(problems, values[key])
     _check_service_options(problems, values)

@@ -37,3 +37,9 @@ class DestinationUnavailable(KlinkSyncError):
     """Destination not mounted or not writable; the stack was never stopped."""
 
     exit_code = 75
+
+
+class OffsiteFailed(KlinkSyncError):
+    """restic failed (push, pull, check...): the local snapshots are as they were."""
+
+    exit_code = 1

@@ -119,6 +119,7 @@ class Job:
             "KLINK_SYNC_MODE": self.mode,
             "KLINK_SYNC_SNAPSHOT": str(report.snapshot or "") if report else "",
             "KLINK_SYNC_RECOVERED": " ".join(report.recovered) if report else "",
+            "KLINK_SYNC_OFFSITE": str(report.offsite.get("result", "")) if report else "",
             "KLINK_SYNC_DOWNTIME_SECONDS":
                 f"{report.downtime_seconds:.3f}" if report else "",
             "KLINK_SYNC_EXIT_CODE": "" if status == "starting" else str(code),

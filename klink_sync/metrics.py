@@ -34,6 +34,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "snapshots_total": ("gauge", "Complete snapshots in the destination."),
     "last_run_recovered_total": ("gauge", "Services the last run started again first, "
                                     "because a klink-sync run that died had stopped them."),
+    "offsite_last_push_success": ("gauge", "1 if the last run's offsite push succeeded, else 0."),
+    "offsite_last_success_timestamp_seconds": ("gauge", "Unix time of the last successful "
+                                               "offsite push."),
+    "offsite_added_bytes": ("gauge", "Bytes the last successful offsite push added to the "
+                            "repository (after deduplication and compression)."),
+    "offsite_snapshots_total": ("gauge", "klink-sync snapshots in the offsite repository."),
 }
 
 
@@ -51,6 +57,7 @@ class RunMetrics:
     snapshot_bytes: int | None = None
     snapshots: int | None = None
     recovered: int | None = None
+    offsite: Mapping[str, object] = field(default_factory=dict)  # offsite_run.Pushed, as a dict
 
 
 def from_report(report, success: bool, finished: float, duration: float,
@@ -67,7 +74,7 @@ def from_report(report, success: bool, finished: float, duration: float,
         downtime=report.downtime_seconds, phases=phases,
         transferred={ph.value: report.bytes_moved(ph) for ph in (Phase.HOT, Phase.COLD)},
         snapshot_bytes=sum(p.stats.total_size for p in cold), snapshots=snapshots,
-        recovered=len(report.recovered),
+        recovered=len(report.recovered), offsite=dict(report.offsite),
     )  # fmt: skip
 
 
@@ -79,7 +86,26 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def render(m: RunMetrics, last_success: float | None) -> str:
+def _offsite_samples(m: RunMetrics, label: str, last_push: float | None) -> dict:
+    """The offsite gauges of a run that pushed (or tried to); the last success survives a
+    failed push through the previous file."""
+    if not m.offsite:
+        return {}
+    ok = m.offsite.get("result") == "ok"
+    samples: dict[str, list[tuple[str, float]]] = {
+        "offsite_last_push_success": [(label, 1 if ok else 0)]}
+    if ok:
+        last_push = m.finished
+        samples["offsite_added_bytes"] = [(label, int(m.offsite.get("added_bytes") or 0))]
+        total = m.offsite.get("snapshots_total")
+        if isinstance(total, int):
+            samples["offsite_snapshots_total"] = [(label, total)]
+    if last_push is not None:
+        samples["offsite_last_success_timestamp_seconds"] = [(label, last_push)]
+    return samples
+
+
+def render(m: RunMetrics, last_success: float | None, last_push: float | None = None) -> str:
     """The text exposition format: HELP and TYPE before each metric's samples."""
     dest = f'dest="{_label(m.dest)}"'
     samples: dict[str, list[tuple[str, float]]] = {
@@ -107,6 +133,7 @@ def render(m: RunMetrics, last_success: float | None) -> str:
         samples["snapshots_total"] = [(dest, m.snapshots)]
     if m.recovered is not None:
         samples["last_run_recovered_total"] = [(dest, m.recovered)]
+    samples.update(_offsite_samples(m, dest, last_push))
     lines = []
     for name, (kind, help_text) in METRICS.items():
         if name not in samples:
@@ -117,9 +144,10 @@ def render(m: RunMetrics, last_success: float | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def previous_success(text: str, dest: str) -> float | None:
+def previous_success(text: str, dest: str, metric: str = "last_success_timestamp_seconds"
+                     ) -> float | None:  # fmt: skip
     """The last success time a previous file recorded for `dest`, if any."""
-    name = re.escape(PREFIX + "last_success_timestamp_seconds")
+    name = re.escape(PREFIX + metric)
     label = re.escape(f'dest="{_label(dest)}"')
     for line in text.splitlines():
         found = re.fullmatch(rf"{name}\{{{label}\}}\s+(\S+)", line.strip())
@@ -137,7 +165,8 @@ def write(path: Path, m: RunMetrics) -> None:
         previous = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         previous = ""
-    text = render(m, previous_success(previous, m.dest))
+    text = render(m, previous_success(previous, m.dest), previous_success(
+        previous, m.dest, "offsite_last_success_timestamp_seconds"))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as out:

@@ -109,6 +109,7 @@ class Report:
     pruned: tuple[str, ...] = ()  # snapshots removed by the retention rules after the run
     recovered: tuple[str, ...] = ()  # started again first: a klink-sync run that died stopped them
     checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
+    offsite: Mapping[str, object] = field(default_factory=dict)  # offsite.Pushed.to_dict()
 
     def bytes_moved(self, phase: Phase) -> int:
         return sum(p.stats.transferred_size for p in self.passes if p.phase is phase)

@@ -71,5 +71,17 @@ def report_text(report: Report) -> str:
                      + " (stopped by a klink-sync run that died, started again)")
     if report.pruned:
         lines.append("pruned (retention): " + ", ".join(report.pruned))
+    if report.offsite:
+        lines.append(report_offsite(report.offsite))
     lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
+
+
+def report_offsite(pushed: dict) -> str:
+    """One line on a push (offsite_run.Pushed as a dict)."""
+    if pushed.get("result") != "ok":
+        return f"offsite: push of {pushed.get('snapshot')} failed: {pushed.get('error')}"
+    return (f"offsite: pushed {pushed['snapshot']} to {pushed['repository']} as "
+            f"{pushed['restic_id']}: {human_bytes(int(pushed['added_bytes']))} added, "
+            f"{pushed['files_unmodified']} files unchanged, {pushed['files_new']} new, "
+            f"{pushed['files_changed']} changed")
