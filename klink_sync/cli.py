@@ -500,7 +500,8 @@ def _unit_files(on_calendar: str, config: Path, exec_path: Path | None) -> dict[
         if problems:
             raise UsageError("\n".join(problems))
         settings = load.settings(config)
-        writable = systemd.writable_paths(settings.dest, settings.metrics_file)
+        repository = settings.offsite.repository if settings.offsite else None
+        writable = systemd.writable_paths(settings.dest, settings.metrics_file, repository)
         if not settings.dest:
             log.warning("%s has no dest: the service will need KLINK_SYNC_DEST", config)
     else:

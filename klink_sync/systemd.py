@@ -103,12 +103,17 @@ def timer_unit(on_calendar: str = DEFAULT_CALENDAR, delay: str = DEFAULT_DELAY) 
     ]) + "\n"  # fmt: skip
 
 
-def writable_paths(dest: str | None, metrics_file: str | None) -> list[str]:
-    """What the service must write: the destination and the metrics file's folder."""
+def writable_paths(dest: str | None, metrics_file: str | None,
+                   offsite_repository: str | None = None) -> list[str]:  # fmt: skip
+    """What the service must write: the destination, the metrics file's folder, and an
+    offsite repository that is a folder of this host (`/path` or `local:/path`)."""
     far = bool(dest) and ":" in dest.split("/", 1)[0]  # [user@]host:/path: on another host
     paths = [os.path.abspath(dest)] if dest and not far else []
     if metrics_file:
         paths.append(os.path.dirname(os.path.abspath(metrics_file)))
+    repository = (offsite_repository or "").removeprefix("local:")
+    if repository.startswith("/"):
+        paths.append(os.path.abspath(repository))
     return paths
 
 

@@ -54,8 +54,9 @@ def _config(tmp_path: Path, folder: Path) -> Path:
     password.write_text("a restic password for the incremental test\n")
     password.chmod(0o600)
     config = tmp_path / "config.yml"
-    config.write_text(f"folder: {folder}\ndest: {tmp_path / 'backup'}\noffsite:\n"
-                      f"  repository: {tmp_path / 'repo'}\n  password_file: {password}\n")  # fmt: skip
+    lines = [f"folder: {folder}", f"dest: {tmp_path / 'backup'}", "offsite:",
+             f"  repository: {tmp_path / 'repo'}", f"  password_file: {password}"]
+    config.write_text("\n".join(lines) + "\n")
     return config
 
 

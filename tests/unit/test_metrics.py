@@ -24,11 +24,14 @@ def _parse(text: str) -> dict[str, dict[tuple, float]]:
     }
 
 
+PUSHED = {"result": "ok", "snapshot": "S", "added_bytes": 4096, "snapshots_total": 5}
+
+
 def _ok(**changes) -> metrics.RunMetrics:
     values = dict(success=True, finished=1_764_000_000.5, duration=42.0, dest=DEST,
                   downtime=3.25, phases={"preflight": 0.5, "hot": 20.0, "cold": 2.0},
                   transferred={"hot": 1000, "cold": 20}, snapshot_bytes=123_456, snapshots=4,
-                  recovered=0)
+                  recovered=0, offsite=PUSHED)
     values.update(changes)  # fmt: skip
     return metrics.RunMetrics(**values)
 
@@ -60,6 +63,30 @@ def test_every_metric_has_help_and_type_before_its_samples() -> None:
         assert lines[first - 2].startswith(f"# HELP {full} ")
         assert lines[first - 1] == f"# TYPE {full} gauge"
         assert full.endswith(("_seconds", "_bytes", "_total", "_success"))
+
+
+def test_offsite_gauges_after_a_push_and_after_a_failed_one() -> None:
+    d = (("dest", DEST),)
+    parsed = _parse(metrics.render(_ok(), last_success=1.0, last_push=2.0))
+    assert parsed["klink_sync_offsite_last_push_success"] == {d: 1}
+    assert parsed["klink_sync_offsite_last_success_timestamp_seconds"] == {d: 1_764_000_000.5}
+    assert parsed["klink_sync_offsite_added_bytes"] == {d: 4096}
+    assert parsed["klink_sync_offsite_snapshots_total"] == {d: 5}
+    failed = _ok(offsite={"result": "failed", "error": "offsite push: unreachable"})
+    parsed = _parse(metrics.render(failed, last_success=1.0, last_push=2.0))
+    assert parsed["klink_sync_offsite_last_push_success"] == {d: 0}
+    assert parsed["klink_sync_offsite_last_success_timestamp_seconds"] == {d: 2.0}
+    assert "klink_sync_offsite_added_bytes" not in parsed
+    assert not any("offsite" in k for k in _parse(metrics.render(_ok(offsite={}), None)))
+
+
+def test_the_last_offsite_success_survives_a_failed_push_in_the_file(tmp_path) -> None:
+    path = tmp_path / "k.prom"
+    metrics.write(path, _ok())
+    metrics.write(path, _ok(finished=1_764_100_000.0, offsite={"result": "failed"}))
+    parsed = _parse(path.read_text())
+    d = (("dest", DEST),)
+    assert parsed["klink_sync_offsite_last_success_timestamp_seconds"] == {d: 1_764_000_000.5}
 
 
 def test_a_failed_run_keeps_the_last_success_and_says_nothing_it_does_not_know() -> None:

@@ -45,6 +45,13 @@ def test_writable_paths_are_the_destination_and_the_metrics_folder() -> None:
     assert systemd.writable_paths(None, None) == []
 
 
+def test_an_offsite_repository_on_this_host_is_writable_too() -> None:
+    assert systemd.writable_paths("/mnt/b", None, "/srv/restic") == ["/mnt/b", "/srv/restic"]
+    assert systemd.writable_paths(None, None, "local:/srv/r") == ["/srv/r"]
+    assert systemd.writable_paths(None, None, "s3:https://s3.example/b") == []
+    assert systemd.writable_paths(None, None, "sftp:u@h:/srv/r") == []
+
+
 def test_repeated_paths_appear_once() -> None:
     unit = _settings(systemd.service_unit("/k", writable=["/mnt/b", "/mnt/b"]))
     assert unit["ReadWritePaths"] == ["-/mnt/b"]
