@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 apt_packages=(rsync docker.io docker-compose debootstrap python3-venv util-linux e2fsprogs attr acl systemd
-              rsnapshot restic time)  # the last three: make bench (peers, GNU time)
+              restic rsnapshot time)  # restic: offsite copies; the last two: make bench
 apt_packages+=(openssh-server openssh-client)  # tests/sshd.py: a throwaway sshd for remote dests
 apt_packages+=(shellcheck)  # make lint: klink_sync's shell scripts
 missing=()
