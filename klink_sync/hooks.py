@@ -2,25 +2,27 @@
 
 Order of one run:
 
-    ping URL/start, before hooks, the backup, after hooks, metrics, ping URL
-    on any failure: on_failure hooks, metrics, ping URL/fail
+    ping URL/start, before hooks, the backup, after hooks, metrics, ping URL, notify
+    on any failure: on_failure hooks, metrics, ping URL/fail, notify
 
 A failing `before` hook ends the run before anything is stopped. A failing `after` hook
 fails the run (exit 1; the snapshot is kept). A failing `on_failure` hook is only logged.
-Pings and the metrics file never change the outcome: their problems are warnings.
+Pings, notifications and the metrics file never change the outcome: their problems are
+warnings.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import metrics, process
+from . import metrics, notify, process
 from .config import Command, Settings
 from .destination import open_destination
 from .errors import KlinkSyncError
@@ -86,6 +88,9 @@ class Job:
     folder: str = ""
     report: object | None = None  # models.Report once the backup is done
 
+    def __post_init__(self) -> None:
+        notify.register_secrets(self.settings.notify)  # masked from the first log line on
+
     def start(self) -> None:
         ping(self.settings.ping_url, "/start")
 
@@ -95,20 +100,33 @@ class Job:
         run_hooks("before", self.settings.hooks.before, self.values("starting", None))
 
     def succeeded(self, report) -> None:
-        """The backup made its snapshot: after hooks (may raise), metrics, ping."""
+        """The backup made its snapshot: after hooks (may raise), metrics, ping, notify."""
         self.report = report
         run_hooks("after", self.settings.hooks.after, self.values("ok", None))
         self._metrics(True)
         ping(self.settings.ping_url)
+        self._notify(None)
 
     def failed(self, exc: BaseException) -> None:
-        """Any failure: on_failure hooks (only logged if they fail), metrics, ping /fail."""
+        """Any failure: on_failure hooks (only logged if they fail), metrics, ping /fail,
+        notify."""
         try:
             run_hooks("on_failure", self.settings.hooks.on_failure, self.values("failed", exc))
         except HookFailed as hook_exc:
             log.error("%s", hook_exc)
         self._metrics(False)
         ping(self.settings.ping_url, "/fail")
+        self._notify(exc)
+
+    def _notify(self, exc: BaseException | None) -> None:
+        """Last, once the outcome is settled: a notification only tells, it never changes
+        the run (its failures are warnings)."""
+        if self.settings.notify is None:
+            return
+        error = (process.mask(str(exc)) or type(exc).__name__) if exc is not None else ""
+        folder = self.folder or str(self.settings.folder or "")
+        outcome = notify.Outcome(self.mode, folder, socket.gethostname(), self.report, error)
+        notify.send(self.settings.notify, outcome)
 
     def values(self, status: str, exc: BaseException | None) -> dict[str, str]:
         """KLINK_SYNC_* for the hooks; empty strings for what is not known (yet)."""

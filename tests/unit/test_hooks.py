@@ -106,6 +106,7 @@ class _Report:
     snapshot = "2026-11-26T01-02-03Z"
     downtime_seconds = 3.14159
     recovered = ("database", "kbox")
+    offsite = {"result": "failed", "error": "offsite push: unreachable"}
 
 
 def test_job_values_before_after_and_on_failure() -> None:
@@ -114,13 +115,14 @@ def test_job_values_before_after_and_on_failure() -> None:
         "KLINK_SYNC_STATUS": "starting", "KLINK_SYNC_MODE": "hot-cold",
         "KLINK_SYNC_SNAPSHOT": "", "KLINK_SYNC_DOWNTIME_SECONDS": "",
         "KLINK_SYNC_RECOVERED": "", "KLINK_SYNC_EXIT_CODE": "", "KLINK_SYNC_DEST": "/mnt/b",
-        "KLINK_SYNC_FOLDER": "/opt/k-link", "KLINK_SYNC_ERROR": "",
+        "KLINK_SYNC_FOLDER": "/opt/k-link", "KLINK_SYNC_ERROR": "", "KLINK_SYNC_OFFSITE": "",
     }  # fmt: skip
     job.report = _Report()
     ok = job.values("ok", None)
     assert ok["KLINK_SYNC_SNAPSHOT"] == "2026-11-26T01-02-03Z"
     assert ok["KLINK_SYNC_DOWNTIME_SECONDS"] == "3.142" and ok["KLINK_SYNC_EXIT_CODE"] == "0"
     assert ok["KLINK_SYNC_RECOVERED"] == "database kbox"
+    assert ok["KLINK_SYNC_OFFSITE"] == "failed"
     failed = job.values("failed", RestartFailed("services still down: database"))
     assert failed["KLINK_SYNC_EXIT_CODE"] == "70"
     assert failed["KLINK_SYNC_ERROR"] == "services still down: database"
