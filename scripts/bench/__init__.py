@@ -24,7 +24,11 @@ stop command's start to the end of the first probe, begun after the last start
 command, that sees every service running and the database answering.
 
 Then: a second snapshot of unchanged data (writer stopped), `klink-sync verify` of
-older snapshots, and unchanged incremental runs at 10k / 100k / 1M small files
+older snapshots; the offsite push (writer stopped): `klink-sync offsite push` of a
+hot-cold snapshot into an empty restic repository against plain `restic backup` of the
+deployment's folder into another, then after the 1% change and a second snapshot the
+incremental push against restic's own incremental run; and unchanged incremental runs
+at 10k / 100k / 1M small files
 (a stand-in compose command, no Docker). Writes docs/benchmarks.md and
 docs/downtime.png. Run as root (Docker, numeric owners): `make bench`, or from the
 repository's root `python -m scripts.bench --help`.
@@ -36,7 +40,8 @@ The package:
   probe.py     the downtime probe: the compose wrapper's events, the Docker API + MariaDB poller
   stack.py     the deployment measured (Stack): set up, filled, changed, taken down
   measure.py   GNU time around a command; Bench: one method measured, raw.json
-  methods.py   the methods: F, P, klink-sync cold / hot-cold, the bare script, rsnapshot, restic
-  rounds.py    their order: repetitions, the second snapshot, side tests, scaling
+  methods.py   the methods: F, P, klink-sync cold / hot-cold, the bare script, rsnapshot,
+               restic; the offsite push and plain restic backup
+  rounds.py    their order: repetitions, the second snapshot, side tests, offsite, scaling
   report.py    docs/benchmarks.md (render: pure) and docs/downtime.png
 """

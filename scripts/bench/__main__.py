@@ -36,6 +36,8 @@ def parse_args(argv=None):
     ap.add_argument("--scaling-reps", type=int, default=1,
                     help="unchanged incremental runs per scaling size (default 1)")
     ap.add_argument("--skip-peers", action="store_true", help="no rsnapshot, no restic")
+    ap.add_argument("--no-offsite", dest="offsite", action="store_false",
+                    help="skip `klink-sync offsite push` against plain `restic backup`")
     ap.add_argument("--no-cuts", dest="cuts", action="store_false",
                     help="skip the runs with one downtime cut turned off at a time")
     ap.add_argument("--quick", action="store_true",
@@ -91,7 +93,8 @@ def preflight(a) -> str | None:
     """Why the benchmark cannot run here, if it cannot."""
     if os.geteuid() != 0:
         return f"{PROG}: run as root (Docker, numeric owners)"
-    for tool in ("rsync", "/usr/bin/time", "docker") + (() if a.skip_peers else ("rsnapshot", "restic")):
+    tools = ["rsync", "/usr/bin/time", "docker"] + ([] if a.skip_peers else ["rsnapshot"])
+    for tool in tools + (["restic"] if a.offsite or not a.skip_peers else []):
         if not shutil.which(tool):
             return f"{PROG}: {tool} is missing (scripts/install-deps.sh)"
     return None
@@ -131,6 +134,7 @@ def run_all(b: Bench, timing: dict) -> None:
     step(timing, "setup (deployment, fill)", b.setup)
     kept = step(timing, "repetitions", rounds.repetitions, b)
     step(timing, "second snapshot, verify, check", second_snapshot, b, kept)
+    step(timing, "offsite push", rounds.offsite, b)  # nothing when --no-offsite
     b.stop_stack()
     step(timing, "scaling", rounds.scaling, b)  # nothing when --scaling none
     timing["total"] = time.monotonic() - t0

@@ -115,6 +115,23 @@ class Bench:
                if row.get("self_downtime") is not None else ""))  # fmt: skip
         return row
 
+    def record(self, method: str, rep: int, body, *args) -> dict:
+        """A measurement without the probe (part of the stack may be stopped): `sync`, the
+        rest, the body; its row has a wall time, no downtime (the offsite pushes)."""
+        run(["sync"])
+        time.sleep(self.a.settle)
+        log(f"rep {rep}: {method}")
+        began = time.monotonic()
+        info = body(*args) or {}
+        row = {"method": method, "rep": rep, **info, "downtime": None,
+               "wall": time.monotonic() - began}  # fmt: skip
+        self.results.append(row)
+        self.save_raw()
+        log(f"rep {rep}: {method}: {row.get('cmd_s', row['wall']):.2f}s, "
+            f"written {row.get('written', 0) / MIB:.0f} MiB, "
+            f"peak RSS {row.get('rss_kib', 0) / 1024:.0f} MiB")  # fmt: skip
+        return row
+
     def save_raw(self, machine=None, timing=None) -> None:
         periods = self.poller.periods if self.poller else []
         raw = {

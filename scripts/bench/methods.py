@@ -4,7 +4,8 @@ adds the downtime seen from outside.
 
   F (floor), P (the guide's plain procedure), klink-sync cold / hot-cold (cold, H1, H2, H3
   and the runs with one downtime cut off), the bare script of klink-sync's commands
-  (bare-H1, bare-H2), rsnapshot and restic."""
+  (bare-H1, bare-H2), rsnapshot and restic; the offsite push (`klink-sync offsite push`)
+  and plain `restic backup` of the deployment's folder, its baseline."""
 
 from __future__ import annotations
 
@@ -212,14 +213,19 @@ def rsnapshot(s: Stack, root: Path) -> dict:
     return {"rss_kib": rss, "written": du_bytes(root)[0] - before}
 
 
-def restic(s: Stack, repo: Path, first: bool) -> dict:
-    env = dict(os.environ, RESTIC_REPOSITORY=str(repo),
-               RESTIC_PASSWORD_FILE=str(s.work / "restic-password"),
-               RESTIC_CACHE_DIR=str(s.work / "restic-cache"))  # fmt: skip
+def restic_env(s: Stack, repo: Path) -> dict:
+    """Plain restic's environment: the repository, the bench's password file (made 0600
+    here), a cache in the work folder."""
     pw = s.work / "restic-password"
     if not pw.exists():
         pw.write_text(uuid.uuid4().hex + "\n")
         pw.chmod(0o600)
+    return dict(os.environ, RESTIC_REPOSITORY=str(repo), RESTIC_PASSWORD_FILE=str(pw),
+                RESTIC_CACHE_DIR=str(s.work / "restic-cache"))  # fmt: skip
+
+
+def restic(s: Stack, repo: Path, first: bool) -> dict:
+    env = restic_env(s, repo)
     rss0 = 0
     if first:
         _, rss0, _ = timed(["restic", "init", "-q"], env=env)
@@ -230,3 +236,69 @@ def restic(s: Stack, repo: Path, first: bool) -> dict:
     finally:
         _, r3, _ = timed([s.wrapper, "up", "-d"], cwd=s.folder)
     return {"rss_kib": max(rss0, r1, r2, r3), "written": du_bytes(repo)[0] - before}
+
+
+# ----------------------------------------------------------------- offsite push (issue 14)
+
+SUMMARY = ("data_added", "files_new", "files_changed", "files_unmodified")
+
+
+def offsite_repositories(s: Stack, krepo: Path, prepo: Path) -> Path:
+    """Two empty restic repositories, the first a copy of the second (one key, so one
+    key-derivation cost for both), and a klink-sync config that pushes into the first."""
+    run(["restic", "init", "-q"], env=restic_env(s, prepo))
+    run(["cp", "-a", prepo, krepo])
+    conf = krepo.parent / "klink-sync.yml"
+    conf.write_text("offsite:\n"
+                    f"  repository: {json.dumps(str(krepo))}\n"
+                    f"  password_file: {json.dumps(str(s.work / 'restic-password'))}\n"
+                    "  after_backup: false\n")  # fmt: skip
+    return conf
+
+
+def offsite_env(s: Stack) -> dict:
+    """klink-sync's environment for offsite commands: its state (restic's cache) in the
+    work folder, beside plain restic's."""
+    return dict(s.klink_env, KLINK_SYNC_STATE_DIR=str(s.work / "offsite-state"))
+
+
+def offsite_push(s: Stack, conf: Path, kd: Path, repo: Path) -> dict:
+    """`klink-sync offsite push` of the destination's latest snapshot into repo."""
+    before = du_bytes(repo)[0]
+    secs, rss, p = timed(s.klink("offsite", "push", "--dest", kd, "--config", conf, "--json"),
+                         env=offsite_env(s))  # fmt: skip
+    pushed = json.loads(p.stdout)
+    found = {k: pushed.get(k) for k in SUMMARY[1:]} | {"data_added": pushed.get("added_bytes")}
+    return {"cmd_s": secs, "rss_kib": rss, "written": du_bytes(repo)[0] - before,
+            "summary": found, "snapshot": pushed.get("snapshot")}  # fmt: skip
+
+
+def restic_backup(s: Stack, repo: Path) -> dict:
+    """Plain `restic backup` of the deployment's folder into repo: a later run takes
+    restic's own parent (the last snapshot of this host and path)."""
+    before = du_bytes(repo)[0]
+    # exit 3: a file vanished while restic read the live folder; the snapshot is made
+    secs, rss, p = timed(["restic", "backup", "--json", s.folder], env=restic_env(s, repo),
+                         ok=(0, 3))  # fmt: skip
+    found = restic_summary(p.stdout)
+    return {"cmd_s": secs, "rss_kib": rss, "written": du_bytes(repo)[0] - before,
+            "summary": {k: found.get(k) for k in SUMMARY}, "exit": p.returncode}  # fmt: skip
+
+
+def restic_summary(stdout: str) -> dict:
+    """The summary line of `restic backup --json`."""
+    for line in reversed(stdout.splitlines()):
+        if '"summary"' in line:
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return {}
+
+
+def fixed_costs(s: Stack, repo: Path) -> dict:
+    """One restic command's fixed cost on repo (`restic snapshots`: the repository opened,
+    the key derived) and klink-sync's start (`klink-sync offsite --help`), in seconds."""
+    opened, _, _ = timed(["restic", "snapshots", "--json"], env=restic_env(s, repo))
+    started, _, _ = timed(s.klink("offsite", "--help"), env=offsite_env(s))
+    return {"open_s": opened, "start_s": started}

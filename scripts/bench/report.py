@@ -26,6 +26,10 @@ METHODS = [
     ("restic-1", "restic, stack stopped around `restic backup`, new repository"),
     ("restic-2", "restic, incremental after the 1% change"),
 ]
+# the offsite push (issue 14): its row, n (klink-sync's method offsite-n, its baseline's
+# restic-plain-n); the acceptance limit of klink-sync's time over the baseline's
+OFFSITE_ROWS = (("offsite first push", 1), ("offsite incremental push", 2))
+OFFSITE_LIMIT = 1.15
 
 
 def stat3(xs, fmt="{:.2f}"):
@@ -103,6 +107,8 @@ class View:
                       if m in self.present]  # fmt: skip
         self.ov1 = self.per_rep_ratio("H1", "bare-H1")
         self.ov2 = self.per_rep_ratio("H2", "bare-H2")
+        self.off = {n: self.per_rep_ratio(f"offsite-{n}", f"restic-plain-{n}", "cmd_s")
+                    for _, n in OFFSITE_ROWS}  # fmt: skip
         self.sec = b.extra.get("second")
         self.sc = b.extra.get("scaling")
 
@@ -136,7 +142,8 @@ def render(view: View) -> str:
     """The report's text (docs/benchmarks.md), section by section."""
     L = []
     for section in (_title, _machine, _sizes, _how_measured, _results, _ratios, _overhead,
-                    _cuts, _where_time_goes, _second_snapshot, _check, _scaling, _reading,
+                    _cuts, _where_time_goes, _second_snapshot, _check, _offsite, _scaling,
+                    _reading,
                     _acceptance, _tail):  # fmt: skip
         section(view, L.append)
     return "\n".join(L)
@@ -189,7 +196,7 @@ def _sizes(view: View, w) -> None:
           "rewritten in place with new random content, same size, rows updated")
     order = []
     for r in res:
-        if r["method"] not in order:
+        if r["method"] not in order and not r["method"].startswith(("offsite-", "restic-plain-")):
             order.append(r["method"])
     w(f"- repetitions: {a.reps}; every method once per repetition, in this order: "
       + ", ".join(order) + " (the 1% change between the first runs and the incremental ones); "
@@ -413,6 +420,79 @@ def _check(view: View, w) -> None:
       f"index consistent={chk.get('index_consistent')}.\n")  # fmt: skip
 
 
+def _offsite(view: View, w) -> None:
+    """`klink-sync offsite push` against plain `restic backup`, first and incremental."""
+    a, col, off = view.a, view.col, view.off
+    if not any(col(f"offsite-{n}", "cmd_s") for _, n in OFFSITE_ROWS):
+        return
+    w("## Offsite push: klink-sync against plain restic (issue 14)\n")
+    w("With the writer stopped (`docker compose stop kbox`), in each repetition: two empty "
+      "restic repositories in the work folder (one `restic init`, then copied: one key, so "
+      "one key-derivation cost for both; one password file, mode 0600); a `klink-sync "
+      "hot-cold` snapshot into an empty destination; `klink-sync offsite push --config` of "
+      "it into the first repository (restic runs in the snapshot folder, `--ignore-ctime`, "
+      "the previous push as `--parent`) and plain `restic backup --json FOLDER` of the "
+      "deployment's folder into the second (**first push**). Then "
+      f"{a.change_percent:g}% of the pre-filled documents rewritten, a second hot-cold "
+      "snapshot (its unchanged files hard links to the first's), and both again "
+      "(**incremental push**: plain restic takes its own parent, the last snapshot of the "
+      "same host and path). Time: the command alone (GNU time around it), each after "
+      f"`sync` and {a.settle:g} s of rest; which of the two runs first alternates from one "
+      "repetition to the next.\n")  # fmt: skip
+    w("| push | `klink-sync offsite push` s | plain `restic backup` s | "
+      "ratio per repetition | median ratio |")
+    w("|---|---|---|---|---|")
+    for name, n in OFFSITE_ROWS:
+        rr = off[n]
+        w(f"| {name} | {stat3(col(f'offsite-{n}', 'cmd_s'))} | "
+          f"{stat3(col(f'restic-plain-{n}', 'cmd_s'))} | "
+          f"{', '.join(fr(x) for x in rr) or '–'} | {fr(median(rr)) if rr else '–'} |")  # fmt: skip
+    w("")
+    _offsite_summary(view, w)
+
+
+def _offsite_summary(view: View, w) -> None:
+    """restic's numbers of the incremental runs, and the fixed costs behind the ratio."""
+    w("restic's JSON summary of the incremental runs (median over the repetitions):\n")
+    w("| incremental run | data_added | files_new | files_changed | files_unmodified | "
+      "repository grew by |")
+    w("|---|---|---|---|---|---|")
+    for label, m in (("`klink-sync offsite push`", "offsite-2"),
+                     ("plain `restic backup`", "restic-plain-2")):  # fmt: skip
+        sums = [r.get("summary") or {} for r in view.res if r["method"] == m]
+        md = {k: median([x.get(k) for x in sums]) for k in
+              ("data_added", "files_new", "files_changed", "files_unmodified")}  # fmt: skip
+        w(f"| {label} | {human(md['data_added'])} | {fr(md['files_new'], 0)} | "
+          f"{fr(md['files_changed'], 0)} | {fr(md['files_unmodified'], 0)} | "
+          f"{human(view.med(m, 'written'))} |")  # fmt: skip
+    w("")
+    ex = view.b.extra.get("offsite") or {}
+    lines = []
+    if ex.get("changed_bytes"):
+        lines.append(f"the change: ~{human(median(ex['changed_bytes']))} of documents rewritten")
+    opened, started = median(ex.get("open_s", [])), median(ex.get("start_s", []))
+    if opened is not None and started is not None:
+        gap = [ratio_gap(view, n) for _, n in OFFSITE_ROWS]
+        lines.append(
+            f"one restic command's fixed cost here: {opened:.2f} s (`restic snapshots "
+            "--json`: the repository opened, its key derived with the scrypt cost `restic "
+            f"init` chose); klink-sync's start: {started:.2f} s (`klink-sync offsite --help`). "
+            "A push runs four restic commands (unlock, snapshots, backup, snapshots) where "
+            f"plain restic runs one: 3 × {opened:.2f} + {started:.2f} = "
+            f"{3 * opened + started:.2f} s expected on top; measured (median push − median "
+            f"plain): first {fr(gap[0])} s, incremental {fr(gap[1])} s")  # fmt: skip
+    for line in lines:
+        w(f"- {line}")
+    if lines:
+        w("")
+
+
+def ratio_gap(view: View, n: int):
+    """Median klink-sync push time less median plain restic time, row n."""
+    k, p = view.med(f"offsite-{n}", "cmd_s"), view.med(f"restic-plain-{n}", "cmd_s")
+    return None if k is None or p is None else k - p
+
+
 def _scaling(view: View, w) -> None:
     a, sc = view.a, view.sc
     if not sc:
@@ -521,7 +601,7 @@ def _reading_stop(view: View) -> list[str]:
 
 
 def _acceptance(view: View, w) -> None:
-    w("## Acceptance targets (issue 6)\n")
+    w("## Acceptance targets (issue 6; the offsite push: issue 14)\n")
     w("| target | measured | held |")
     w("|---|---|---|")
     for name, what, ok in _targets(view):
@@ -551,6 +631,10 @@ def _targets(view: View) -> list[tuple]:
         if ov:
             t.append((f"{name} wall ≤ 1.15 × bare script wall", f"{fr(median(ov))}",
                       median(ov) <= 1.15))  # fmt: skip
+    for name, n in OFFSITE_ROWS:
+        if view.off[n]:
+            t.append((f"{name}: klink-sync ≤ {OFFSITE_LIMIT:g} × plain restic (issue 14)",
+                      fr(median(view.off[n])), median(view.off[n]) <= OFFSITE_LIMIT))  # fmt: skip
     if sec:
         t.append(("second snapshot of unchanged data < 1% of the first",
                   f"{sec['percent']:.2f}%", sec["percent"] < 1))  # fmt: skip

@@ -1,6 +1,7 @@
 """The order of the measurements: the repetitions (every method once each, the 1% change
 between first and incremental runs), then a second snapshot of unchanged data with verify
-and check.py, side tests of rsync alone, and the scaling runs (no Docker)."""
+and check.py, side tests of rsync alone, the offsite push against plain restic, and the
+scaling runs (no Docker)."""
 
 from __future__ import annotations
 
@@ -234,6 +235,56 @@ def changed_files(a: Path, b: Path) -> list[str]:
             if not same:
                 out.append(f"{rel} ({os.lstat(pb).st_size} bytes)")
     return sorted(out)
+
+
+# ----------------------------------------------------------------- offsite push (issue 14)
+
+
+def offsite(b: Bench) -> None:
+    """`klink-sync offsite push` against plain `restic backup` of the deployment's folder,
+    the writer stopped (the data moves only by the 1% change and the stack's restarts)."""
+    if not b.a.offsite:
+        return
+    s = b.s
+    log("offsite: stopping the writer (kbox)")
+    s.compose("stop", "kbox")
+    time.sleep(b.a.settle + 2)  # the indexer catches up with the last rows
+    try:
+        for rep in range(1, b.a.reps + 1):
+            d = s.work / f"offsite-r{rep}"
+            d.mkdir()
+            offsite_repetition(b, rep, d)
+            rm_tree(d)
+            run(["sync"])
+            time.sleep(REST_AFTER_CLEANUP)
+    finally:
+        s.compose("start", "kbox")
+
+
+def offsite_repetition(b: Bench, rep: int, d: Path) -> None:
+    """A hot-cold snapshot, pushed into an empty repository; the deployment's folder backed
+    up by plain restic into an empty one. Then the 1% change, a second snapshot (hard links
+    to the first), the incremental push and plain restic's incremental run. Which of the
+    two goes first alternates from one repetition to the next."""
+    s = b.s
+    kd, krepo, prepo = d / "klink", d / "repo-klink", d / "repo-plain"
+    conf = m.offsite_repositories(s, krepo, prepo)
+    for n in (1, 2):
+        if n == 2:
+            changed = s.change_documents()
+            log(f"offsite rep {rep}: rewrote {b.a.change_percent:g}% of the documents "
+                f"({changed / MIB:.0f} MiB)")  # fmt: skip
+            b.extra.setdefault("offsite", {}).setdefault("changed_bytes", []).append(changed)
+        run(["sync"])
+        run(s.klink("hot-cold", "--folder", s.folder, "--dest", kd), env=s.klink_env)
+        pair = [(f"offsite-{n}", m.offsite_push, s, conf, kd, krepo),
+                (f"restic-plain-{n}", m.restic_backup, s, prepo)]  # fmt: skip
+        for method, body, *args in pair if rep % 2 else pair[::-1]:
+            b.record(method, rep, body, *args)
+    costs = m.fixed_costs(s, prepo)
+    for key, value in costs.items():
+        b.extra.setdefault("offsite", {}).setdefault(key, []).append(value)
+    b.save_raw()
 
 
 # ----------------------------------------------------------------- scaling

@@ -106,3 +106,33 @@ def test_render_second_snapshot_and_scaling():
             "s1: exit 0, s3: exit 1 | **no** |") in text  # fmt: skip
     assert "| 10,000 | 4.0 | 2.0 | 200 | 0.50 | 50 | hot 1.0, checksums 0.2 |" in text
     assert "| unchanged incremental at 10,000 files fits in memory |" in text
+
+
+def offsite_rows():
+    """Two repetitions of the offsite push and its plain restic baseline, first and incremental."""
+    times = {"offsite-1": (10.0, 12.0), "restic-plain-1": (10.0, 10.0),
+             "offsite-2": (2.2, 2.6), "restic-plain-2": (2.0, 2.0)}  # fmt: skip
+    summary = {"data_added": 2 * MIB, "files_new": 3, "files_changed": 6, "files_unmodified": 700}
+    return [{"method": m, "rep": rep, "downtime": None, "wall": t[rep - 1] + 0.1,
+             "cmd_s": t[rep - 1], "written": MIB, "summary": summary}
+            for rep in (1, 2) for m, t in times.items()]  # fmt: skip
+
+
+def test_render_offsite_push_rows():
+    run = made_up_run(offsite={"changed_bytes": [MIB], "open_s": [0.5, 0.5], "start_s": [0.3]})
+    run.results += offsite_rows()
+    text = render(View(run, MACHINE, TIMING, []))
+    assert "## Offsite push: klink-sync against plain restic (issue 14)" in text
+    assert ("| offsite first push | 11.00 (10.00–12.00) | 10.00 (10.00–10.00) | "
+            "1.00, 1.20 | 1.10 |") in text  # fmt: skip
+    assert ("| offsite incremental push | 2.40 (2.20–2.60) | 2.00 (2.00–2.00) | "
+            "1.10, 1.30 | 1.20 |") in text  # fmt: skip
+    assert "| plain `restic backup` | 2.0 MiB | 3 | 6 | 700 | 1.0 MiB |" in text
+    assert "3 × 0.50 + 0.30 = 1.80 s expected on top" in text
+    assert "first 1.00 s, incremental 0.40 s" in text
+    assert ("| offsite first push: klink-sync ≤ 1.15 × plain restic (issue 14) | 1.10 | "
+            "**yes** |") in text  # fmt: skip
+    assert ("| offsite incremental push: klink-sync ≤ 1.15 × plain restic (issue 14) | 1.20 | "
+            "**no** |") in text  # fmt: skip
+    assert "in this order: F, P, H1, bare-H1, H2, bare-H2 (the 1% change" in text  # no offsite rows
+    assert "| **offsite-1**" not in text  # not in the downtime table
