@@ -4,21 +4,29 @@ or a few, run through `process` with restic's environment built from the secret 
 A push only reads the local snapshot: whatever happens to it (a dead network, a wrong
 password, a signal), the local snapshots are untouched and the stack is never held. A pull
 writes like a backup does: into `.staging/` under the destination's lock, verified against
-the snapshot's own SHA256SUMS, then promoted under the snapshot's own name.
+the snapshot's own SHA256SUMS, then promoted under the snapshot's own name; a failed pull
+gives the space of `.staging/` back. restic runs on this host: push and pull need a local
+destination. A signal ends the restic under way (its lock goes stale: the next push,
+check or prune removes it) and the command, in one line.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from . import checksums, process
 from .destination import STAGING, Destination
 from .destination.base import MANIFEST, SNAPSHOTS
+from .destination.local import rmtree
 from .errors import KlinkSyncError, OffsiteFailed, UsageError
 from .offsite import (
     Offsite,
@@ -35,10 +43,50 @@ from .offsite import (
     summary,
     unlock_argv,
 )
+from .stack import signals_raise
 from .state import state_dir
 
 log = logging.getLogger(__name__)
 STATUS = "offsite.json"  # in the destination: the last push, for metrics and the next run
+F = TypeVar("F", bound=Callable)
+_COUNTED = re.compile(r"^There were (\d+) errors$")
+
+
+def _interruptible(fn: F) -> F:
+    """SIGTERM, SIGINT and SIGHUP end the restic under way (never left running on its own)
+    and raise Interrupted: one line, exit 1, a pull's staging removed."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with signals_raise():
+            return fn(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+def _cause(result: process.Result | None, fallback: str) -> str:
+    """restic's `Fatal: ...` line names the cause (the lines after it only add a question),
+    unless it only counts the errors before it (a restore): then the first of those."""
+    if result is None:
+        return process.mask(fallback)
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
+    first = result.last_error_line or fallback
+    if not fatal:
+        return process.mask(first)
+    counted = _COUNTED.match(fatal[-1])
+    if counted and not first.startswith("Fatal: "):
+        return process.mask(f"{first} ({counted[1]} errors in all)")
+    return process.mask(fatal[-1])
+
+
+def _on_this_host(dest: Destination, rel: str, verb: str) -> Path:
+    """restic runs here: it reads (push) and writes (pull) this host's folders only."""
+    try:
+        return dest.local_path(rel)
+    except UsageError:
+        raise UsageError(f"{dest.spec}: not on this host: restic runs here, so `offsite {verb}`"
+                         " needs a local destination (run it on the backup host)") from None
 
 
 @dataclass(frozen=True)
@@ -64,35 +112,34 @@ class Pushed:
 class Restic:
     """restic for one repository: its environment made once, its secrets masked."""
 
-    def __init__(self, offsite: Offsite):
-        self.offsite = offsite
+    def __init__(self, offsite: Offsite, verb: str):
+        self.offsite, self.verb = offsite, verb  # what failed, as the admin asked for it
         cache = state_dir() / "restic-cache"
         cache.mkdir(mode=0o700, exist_ok=True)
         self.env, secrets = restic_env(offsite, os.environ, str(cache))
         process.add_secrets(secrets)
 
-    def run(self, argv: Sequence[str], what: str, cwd: str | None = None) -> process.Result:
+    def run(self, argv: Sequence[str], cwd: str | None = None) -> process.Result:
         try:
             return process.run(argv, env=self.env, cwd=cwd)
         except process.CommandFailed as exc:
-            result = exc.result
-            detail = result.last_error_line if result is not None else str(exc)
-            raise OffsiteFailed(f"offsite {what} ({self.offsite.shown}): "
-                                f"{process.mask(detail)}") from None  # fmt: skip
+            raise OffsiteFailed(f"offsite {self.verb} ({self.offsite.shown}): "
+                                f"{_cause(exc.result, str(exc))}") from None  # fmt: skip
 
     def stored(self) -> list[Stored]:
-        out = self.run(snapshots_argv(self.offsite), "snapshots").stdout
+        out = self.run(snapshots_argv(self.offsite)).stdout
         try:
             return stored(json.loads(out or "[]"))
         except ValueError:
-            raise OffsiteFailed(f"offsite snapshots ({self.offsite.shown}): restic's answer "
+            raise OffsiteFailed(f"offsite {self.verb} ({self.offsite.shown}): restic's answer "
                                 "is not JSON") from None  # fmt: skip
 
 
+@_interruptible
 def init(offsite: Offsite) -> str:
-    restic = Restic(offsite)
+    restic = Restic(offsite, "init")
     try:
-        restic.run(init_argv(offsite), "init")
+        restic.run(init_argv(offsite))
     except OffsiteFailed as exc:
         if "already" in str(exc) or "exists" in str(exc):
             raise UsageError(f"{offsite.shown}: already a restic repository: nothing "
@@ -101,22 +148,24 @@ def init(offsite: Offsite) -> str:
     return f"created the restic repository {offsite.shown}"
 
 
+@_interruptible
 def push(offsite: Offsite, dest: Destination, name: str = "latest") -> Pushed:
     """Back up one local snapshot into the repository, the previous push as parent."""
+    _on_this_host(dest, "", "push")
     snapshot = dest.find(name)
     if not snapshot.complete:
         raise UsageError(f"{dest.spec}: snapshot {snapshot.name} is not complete: not pushed")
     folder = dest.local_path(snapshot.rel)
     manifest = dest.manifest(snapshot)
     deployment = str(manifest.get("project") or os.path.basename(manifest.get("folder", "")))
-    restic = Restic(offsite)
+    restic = Restic(offsite, "push")
     began = time.monotonic()
-    restic.run(unlock_argv(offsite), "unlock")  # a killed push's lock must not stop this one
+    restic.run(unlock_argv(offsite))  # a killed push's lock must not stop this one
     mine = [s for s in restic.stored() if s.host == deployment]
     parent = mine[-1].id if mine else None
     tags = push_tags(snapshot.name, str(manifest.get("mode", "")), deployment)
     argv = backup_argv(offsite, tags, deployment or "klink-sync", parent)
-    found = summary(restic.run(argv, "push", cwd=str(folder)).stdout)
+    found = summary(restic.run(argv, cwd=str(folder)).stdout)
     pushed = Pushed("ok", snapshot.name, offsite.shown, str(found.get("snapshot_id", "")),
                     int(found.get("data_added", 0)), int(found.get("files_new", 0)),
                     int(found.get("files_changed", 0)), int(found.get("files_unmodified", 0)),
@@ -151,27 +200,45 @@ def last_success(dest: Destination) -> dict:
     return found if isinstance(found, dict) else {}
 
 
+@_interruptible
 def listing(offsite: Offsite) -> list[Stored]:
-    return Restic(offsite).stored()
+    return Restic(offsite, "snapshots").stored()
 
 
+@_interruptible
 def check(offsite: Offsite) -> str:
-    restic = Restic(offsite)
-    restic.run(unlock_argv(offsite), "unlock")
-    restic.run(check_argv(offsite), "check")
+    restic = Restic(offsite, "check")
+    restic.run(unlock_argv(offsite))
+    restic.run(check_argv(offsite))
     return f"{offsite.shown}: restic check passed (read {offsite.check_subset} of the data)"
 
 
+@_interruptible
 def prune(offsite: Offsite, dry_run: bool = False) -> str:
-    restic = Restic(offsite)
+    restic = Restic(offsite, "prune")
     if not dry_run:
-        restic.run(unlock_argv(offsite), "unlock")
+        restic.run(unlock_argv(offsite))
     before = len(restic.stored())
-    restic.run(forget_argv(offsite, dry_run), "prune")
+    out = restic.run(forget_argv(offsite, dry_run)).stdout
     if dry_run:
-        return f"{offsite.shown}: {before} snapshots; restic forget --dry-run ran (see -v)"
+        gone = _forgotten(out)
+        names = ", ".join(f"{s.name} ({s.deployment or s.host})" for s in gone)
+        return (f"{offsite.shown}: {before} snapshots; prune would forget {len(gone)}"
+                + (f": {names}" if names else ""))  # fmt: skip
     after = len(restic.stored())
     return f"{offsite.shown}: {before - after} snapshots forgotten, {after} kept, space freed"
+
+
+def _forgotten(stdout: str) -> list[Stored]:
+    """What `restic forget --json` removes (or would), klink-sync's snapshots only."""
+    for line in stdout.splitlines():
+        if line.startswith("["):
+            try:
+                groups = json.loads(line)
+            except ValueError:
+                break
+            return stored([s for g in groups if isinstance(g, dict) for s in g.get("remove") or ()])
+    return []
 
 
 def _choose(found: list[Stored], name: str, deployment: str | None) -> Stored:
@@ -193,9 +260,11 @@ def _choose(found: list[Stored], name: str, deployment: str | None) -> Stored:
     return found[-1]
 
 
+@_interruptible
 def pull(offsite: Offsite, dest: Destination, name: str, deployment: str | None = None) -> str:
     """DEST/snapshots/NAME from the repository, through staging, checked before promotion."""
-    restic = Restic(offsite)
+    staging = _on_this_host(dest, STAGING, "pull")
+    restic = Restic(offsite, "pull")
     chosen = _choose(restic.stored(), name, deployment)
     dest.prepare()
     with dest.lock():
@@ -203,8 +272,12 @@ def pull(offsite: Offsite, dest: Destination, name: str, deployment: str | None 
             raise UsageError(f"{dest.spec}: {SNAPSHOTS}/{chosen.name} is already here: "
                              "nothing pulled")  # fmt: skip
         dest.fresh_staging([])
-        restic.run(restore_argv(offsite, chosen.id, dest.path(STAGING)), "pull")
-        checked = _check_staging(dest)
+        try:
+            restic.run(restore_argv(offsite, chosen.id, str(staging)))
+            checked = _check_staging(dest)
+        except BaseException:
+            rmtree(staging)  # a partial pull (a full disk, a signal) gives its space back
+            raise
         latest = dest.latest()
         dest.promote(chosen.name, move_latest=latest is None or latest.name < chosen.name)
     return (f"pulled {chosen.name} ({chosen.deployment or chosen.host}) into "

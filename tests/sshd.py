@@ -1,7 +1,8 @@
 """A throwaway OpenSSH server on 127.0.0.1, for remote destinations (`user@host:/path`).
 
 Its own host key, authorized key, config and pid file in a temporary folder; root may
-log in with the throwaway key only. `import` the `sshd` fixture into a test module.
+log in with the throwaway key only; it serves the sftp subsystem too (restic's `sftp:`).
+`import` the `sshd` fixture into a test module.
 No skips: a missing sshd fails (scripts/install-deps.sh installs openssh-server).
 """
 
@@ -39,6 +40,12 @@ class Sshd:
         return ["-p", str(self.port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]  # fmt: skip
+
+    @property
+    def sftp_command(self) -> str:
+        """restic's `-o sftp.command=...`: ssh to this server with its port and key, asking
+        for the sftp subsystem (restic then ignores the repository's user and host)."""
+        return "ssh " + shlex.join([*self.options, f"{self.user}@127.0.0.1", "-s", "sftp"])
 
     @property
     def env(self) -> dict[str, str]:
@@ -100,6 +107,7 @@ def sshd(tmp_path_factory) -> Sshd:
         f"PidFile {base / 'sshd.pid'}",
         "MaxStartups 100:30:200",  # the tests open many short sessions at once
         "MaxSessions 50",
+        "Subsystem sftp internal-sftp",  # restic's sftp: repositories (no extra binary)
         "",
     ]))  # fmt: skip
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
