@@ -140,7 +140,8 @@ def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | No
         if settings.offsite is not None and settings.offsite.after_backup and report.snapshot:
             from .offsite_run import push_after_backup  # the stack is up again by now
 
-            pushed = push_after_backup(settings.offsite, the_dest, report.snapshot)
+            pushed = push_after_backup(settings.offsite, the_dest, report.snapshot,
+                                       count=settings.metrics_file is not None)
             report = replace(report, offsite=pushed.to_dict())
         job.succeeded(report)
     except Exception as exc:

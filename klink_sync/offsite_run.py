@@ -47,6 +47,7 @@ from .stack import signals_raise
 from .state import state_dir
 
 log = logging.getLogger(__name__)
+_LOCKED = re.compile(r"\b(?:un)?lock")  # "already locked", "the `unlock` command can be used"
 STATUS = "offsite.json"  # in the destination: the last push, for metrics and the next run
 F = TypeVar("F", bound=Callable)
 _COUNTED = re.compile(r"^There were (\d+) errors$")
@@ -120,6 +121,18 @@ class Restic:
         process.add_secrets(secrets)
 
     def run(self, argv: Sequence[str], cwd: str | None = None) -> process.Result:
+        """One restic command; refused by a lock, stale locks (those of restic processes
+        that died: a killed push, check or prune) are removed and it runs once more."""
+        try:
+            return self._run(argv, cwd)
+        except OffsiteFailed as exc:
+            if not _LOCKED.search(str(exc)) or argv == unlock_argv(self.offsite):
+                raise
+            log.info("%s; removing stale locks, then once more", exc)
+        self._run(unlock_argv(self.offsite))
+        return self._run(argv, cwd)
+
+    def _run(self, argv: Sequence[str], cwd: str | None = None) -> process.Result:
         try:
             return process.run(argv, env=self.env, cwd=cwd)
         except process.CommandFailed as exc:
@@ -149,8 +162,12 @@ def init(offsite: Offsite) -> str:
 
 
 @_interruptible
-def push(offsite: Offsite, dest: Destination, name: str = "latest") -> Pushed:
-    """Back up one local snapshot into the repository, the previous push as parent."""
+def push(offsite: Offsite, dest: Destination, name: str = "latest", count: bool = False
+         ) -> Pushed:  # fmt: skip
+    """Back up one local snapshot into the repository, the previous push as parent. One
+    restic command when all is well (each costs a key derivation): the parent is the push
+    noted in the destination; the repository is listed only when that note is missing or
+    wrong, unlocked only when a stale lock is in the way, counted when metrics want it."""
     _on_this_host(dest, "", "push")
     snapshot = dest.find(name)
     if not snapshot.complete:
@@ -160,33 +177,58 @@ def push(offsite: Offsite, dest: Destination, name: str = "latest") -> Pushed:
     deployment = str(manifest.get("project") or os.path.basename(manifest.get("folder", "")))
     restic = Restic(offsite, "push")
     began = time.monotonic()
-    restic.run(unlock_argv(offsite))  # a killed push's lock must not stop this one
-    mine = [s for s in restic.stored() if s.host == deployment]
-    parent = mine[-1].id if mine else None
+    noted = last_success(dest)
+    same = (noted.get("repository"), noted.get("deployment")) == (offsite.shown, deployment)
+    parent = noted.get("restic_id") if same else _last_push(restic, deployment)
     tags = push_tags(snapshot.name, str(manifest.get("mode", "")), deployment)
-    argv = backup_argv(offsite, tags, deployment or "klink-sync", parent)
-    found = summary(restic.run(argv, cwd=str(folder)).stdout)
+    found = _backup(restic, tags, deployment, parent, str(folder))
     pushed = Pushed("ok", snapshot.name, offsite.shown, str(found.get("snapshot_id", "")),
                     int(found.get("data_added", 0)), int(found.get("files_new", 0)),
                     int(found.get("files_changed", 0)), int(found.get("files_unmodified", 0)),
-                    round(time.monotonic() - began, 3), len(restic.stored()))  # fmt: skip
-    _save_status(dest, pushed)
+                    round(time.monotonic() - began, 3),
+                    len(restic.stored()) if count else None)  # fmt: skip
+    _save_status(dest, pushed, deployment)
     return pushed
 
 
-def push_after_backup(offsite: Offsite, dest: Destination, name: str) -> Pushed:
+def _last_push(restic: Restic, deployment: str) -> str | None:
+    """The deployment's newest push in the repository: the parent when none is noted."""
+    mine = [s for s in restic.stored() if s.host == (deployment or "klink-sync")]
+    return mine[-1].id if mine else None
+
+
+def _backup(restic: Restic, tags: Sequence[str], deployment: str, parent: str | None,
+            folder: str) -> dict:  # fmt: skip
+    """restic backup; with a noted parent the repository no longer has (a new repository
+    at the same address, a forgotten snapshot), the newest push there instead."""
+    offsite = restic.offsite
+    host = deployment or "klink-sync"
+    try:
+        return summary(restic.run(backup_argv(offsite, tags, host, parent), cwd=folder).stdout)
+    except OffsiteFailed as exc:
+        if parent is None or "invalid id" not in str(exc):
+            raise
+        parent = _last_push(restic, deployment)
+        log.info("offsite push: %s; trying once more", process.mask(str(exc)))
+    return summary(restic.run(backup_argv(offsite, tags, host, parent), cwd=folder).stdout)
+
+
+def push_after_backup(offsite: Offsite, dest: Destination, name: str,
+                      count: bool = False) -> Pushed:  # fmt: skip
     """The push a backup run makes once the stack is up again: a failure is reported, it
     never undoes the run's snapshot."""
     try:
-        return push(offsite, dest, name)
+        return push(offsite, dest, name, count)
     except KlinkSyncError as exc:
         log.error("%s", process.mask(str(exc)))
         return Pushed("failed", name, offsite.shown, error=process.mask(str(exc)))
 
 
-def _save_status(dest: Destination, pushed: Pushed) -> None:
+def _save_status(dest: Destination, pushed: Pushed, deployment: str) -> None:
+    """The push noted in the destination: the next push's parent, without asking restic."""
     try:
-        dest.write_json(STATUS, {"last_success": time.time(), **pushed.to_dict()})
+        dest.write_json(STATUS, {"last_success": time.time(), "deployment": deployment,
+                                 **pushed.to_dict()})  # fmt: skip
     except (OSError, KlinkSyncError) as exc:
         log.warning("%s: cannot note the push: %s", dest.spec, exc)
 
@@ -208,7 +250,6 @@ def listing(offsite: Offsite) -> list[Stored]:
 @_interruptible
 def check(offsite: Offsite) -> str:
     restic = Restic(offsite, "check")
-    restic.run(unlock_argv(offsite))
     restic.run(check_argv(offsite))
     return f"{offsite.shown}: restic check passed (read {offsite.check_subset} of the data)"
 
@@ -216,8 +257,6 @@ def check(offsite: Offsite) -> str:
 @_interruptible
 def prune(offsite: Offsite, dry_run: bool = False) -> str:
     restic = Restic(offsite, "prune")
-    if not dry_run:
-        restic.run(unlock_argv(offsite))
     before = len(restic.stored())
     out = restic.run(forget_argv(offsite, dry_run)).stdout
     if dry_run:

@@ -390,3 +390,55 @@ def test_secrets_reach_restic_only(tmp_path: Path, klink_env: dict, s3: S3):  # 
     for secret in (PASSWORD, *s3.secrets):
         for what, text in texts.items():
             assert secret not in text, f"{secret!r} in {what}"
+
+
+# --- one restic command per push, and the two causes it mends ---------------------------------
+
+
+def _restic_calls(site: Site, since: int) -> list[str]:
+    return [c.split(" [running")[0] for c in site.calls()[since:] if c.startswith("restic ")]
+
+
+def test_a_push_is_one_restic_command_with_the_noted_push_as_parent(site: Site):
+    first = _listing(site)[0]
+    site.cli("hot-cold")  # pushes
+    since = len(site.calls())
+    site.cli("hot-cold")
+    calls = _restic_calls(site, since)
+    assert len(calls) == 1 and " backup " in calls[0], calls
+    noted = json.loads((site.dest / "offsite.json").read_text())
+    assert noted["deployment"] == "k-link" and noted["result"] == "ok"
+    assert f"--parent {noted['restic_id']}" not in calls[0]  # the parent is the one before
+    assert "--parent " in calls[0] and first["id"] not in calls[0]
+
+
+def test_a_noted_parent_the_repository_lost_is_looked_up_and_the_push_goes_through(site: Site):
+    status = site.dest / "offsite.json"
+    noted = json.loads(status.read_text())
+    status.write_text(json.dumps({**noted, "restic_id": "deadbeef",
+                                  "repository": str(site.base / "repo")}))  # this copy's
+    since = len(site.calls())
+    proc = site.cli("offsite", "push", "--json")
+    assert json.loads(proc.stdout)["result"] == "ok"
+    calls = _restic_calls(site, since)
+    assert [c.split()[1] for c in calls] == ["backup", "snapshots", "backup"], calls
+    assert "--parent deadbeef" in calls[0]
+    assert f"--parent {_listing(site)[0]['id']}" in calls[2]  # the push restic does have
+
+
+def test_a_stale_exclusive_lock_is_removed_and_the_push_goes_through(site: Site):
+    # what a `check` or `prune` killed by SIGKILL leaves: an exclusive lock of a dead process
+    locks = site.base / "repo" / "locks"
+    planted = subprocess.Popen(
+        [RESTIC, "-r", str(site.base / "repo"), "--password-file", str(site.password),
+         "check", "--read-data"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(200):
+        if locks.is_dir() and any(locks.iterdir()):
+            break
+        time.sleep(0.05)
+    planted.kill()
+    planted.wait()
+    assert any(locks.iterdir()), "no lock planted"
+    proc = site.cli("offsite", "push", "--json")
+    assert json.loads(proc.stdout)["result"] == "ok"
+    assert not any(locks.iterdir())
