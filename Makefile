@@ -31,8 +31,8 @@ images: deps ## build the sample stack's images (local, no registry)
 demo: images ## back up the bundled sample stack while it writes, then check the snapshot
 	DEMO_DIR=$(DEMO_DIR) KLINK_SYNC=$(KLINK_SYNC) PY=$(PY) bash scripts/demo.sh
 
-test: images lint ## every test: unit, integration (real rsync), e2e (real Docker, Compose v2 and v1)
-	$(PY) -m pytest -ra $(PYTEST_ARGS) tests
+test: images lint ## every test: unit, integration (real rsync), e2e (real Docker, Compose v2 and v1); two workers
+	$(PY) -m pytest -ra -n 2 --dist loadgroup $(PYTEST_ARGS) tests
 	KLINK_E2E_COMPOSE=docker-compose $(PY) -m pytest -ra tests/e2e/test_hot_cold_e2e.py
 
 unit: ## pure modules only (no install step)

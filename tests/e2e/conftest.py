@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 SAMPLE = ROOT / "scripts" / "sample-stack"
 SERVICES = ["database", "engine", "kbox"]
 
@@ -30,9 +31,15 @@ def _load_checker():
 checker = _load_checker()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
+    """The e2e tests run one after the other in one worker (`make test` runs two, with
+    `--dist loadgroup`): they share the sample stack and the Docker daemon; the other
+    worker takes the unit and integration tests meanwhile."""
     for item in items:
-        item.add_marker(pytest.mark.e2e)
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("docker"))
 
 
 @pytest.fixture(scope="session")

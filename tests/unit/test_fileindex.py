@@ -404,8 +404,8 @@ def test_load_missing_file(tmp_path: Path) -> None:
     [
         b"",
         b"not gzip at all",
-        gzip.compress(b"{not json"),
-        gzip.compress(b"\xff\xfe"),
+        gzip.compress(b"{not json", mtime=0),
+        gzip.compress(b"\xff\xfe", mtime=0),
     ],
 )
 def test_load_corrupt_file_trusts_nothing(tmp_path: Path, content: bytes) -> None:
