@@ -128,7 +128,7 @@ def test_render_offsite_push_rows():
     assert ("| offsite incremental push | 2.40 (2.20–2.60) | 2.00 (2.00–2.00) | "
             "1.10, 1.30 | 1.20 |") in text  # fmt: skip
     assert "| plain `restic backup` | 2.0 MiB | 3 | 6 | 700 | 1.0 MiB |" in text
-    assert "3 × 0.50 + 0.30 = 1.80 s expected on top" in text
+    assert "Expected on top: first 0.80 s, incremental 0.30 s" in text
     assert "first 1.00 s, incremental 0.40 s" in text
     assert ("| offsite first push: klink-sync ≤ 1.15 × plain restic (issue 14) | 1.10 | "
             "**yes** |") in text  # fmt: skip
