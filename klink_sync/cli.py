@@ -143,11 +143,24 @@ def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | No
             pushed = push_after_backup(settings.offsite, the_dest, report.snapshot,
                                        count=settings.metrics_file is not None)
             report = replace(report, offsite=pushed.to_dict())
-        job.succeeded(report)
+        failure = _offsite_failure(report)
+        if failure is None:
+            job.succeeded(report)
+        else:  # the snapshot is kept, the run failed: on_failure hooks, /fail, metrics 0
+            job.report = report
+            job.failed(failure)
     except Exception as exc:
         job.failed(exc)
         raise
     return report
+
+
+def _offsite_failure(report: Report) -> OffsiteFailed | None:
+    """A failed push fails the run (exit 1), though its snapshot is kept."""
+    if report.offsite.get("result") != "failed":
+        return None
+    return OffsiteFailed(f"the snapshot {report.snapshot} is kept; the offsite push failed: "
+                         + str(report.offsite.get("error")))  # fmt: skip
 
 
 def _backup_command(mode: Mode, doc: str) -> None:
@@ -161,9 +174,9 @@ def _backup_command(mode: Mode, doc: str) -> None:
         report = _backup(mode, folder, dest, config, dry_run, verbose, quiet)
         if report is not None:
             _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
-            if report.offsite.get("result") == "failed":
-                raise OffsiteFailed(f"the snapshot {report.snapshot} is kept; the offsite "
-                                    "push failed: " + str(report.offsite.get("error")))
+            failure = _offsite_failure(report)
+            if failure is not None:
+                raise failure
 
     backup.__doc__ = doc
     command(app, mode.value)(backup)

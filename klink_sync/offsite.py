@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import UsageError
-from .retention import RULES, Retention
+from .retention import RULES, Retention, name_time
 
 TAG = "klink-sync"  # every snapshot klink-sync pushes carries it
 OFFSITE_EXAMPLE = """\
@@ -42,6 +42,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASS|CREDENTIAL|AUTH", re.IGNORECASE)
 # restic's own variables from the caller's environment never reach it: the files decide
 _AMBIENT = ("RESTIC_", "AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_")
+# a snapshot name from the repository becomes a folder name: klink-sync's own shape only
+_SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,199}")
+_TAG_UNSAFE = re.compile(r"[^0-9A-Za-z._@-]")  # restic splits tags at commas
+MIN_PASSWORD = 8  # shorter: the mask would hide ordinary words, and the key is weak
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def _retention(problems, entry: object) -> Retention:  # type: ignore[no-untyped
 def secret_file(path: str, key: str) -> bytes:
     """A file only its owner (this user or root) can read: else a one-line refusal."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: no wait
     except OSError as exc:
         raise UsageError(f"{path}: offsite.{key}: {exc.strerror}") from None
     try:
@@ -178,8 +182,9 @@ def restic_env(offsite: Offsite, base: Mapping[str, str], cache_dir: str
     """restic's environment, and the secrets it holds (for masking): the password reaches
     restic as a file name, the environment file's values as variables."""
     password = secret_file(offsite.password_file, "password_file")
-    if not password.strip():
-        raise UsageError(f"{offsite.password_file}: offsite.password_file: empty")
+    if len(password.strip()) < MIN_PASSWORD:
+        raise UsageError(f"{offsite.password_file}: offsite.password_file: shorter than "
+                         f"{MIN_PASSWORD} characters")  # fmt: skip
     env = {k: v for k, v in base.items() if not k.startswith(_AMBIENT)}
     extra: dict[str, str] = {}
     if offsite.environment_file:
@@ -214,8 +219,21 @@ def unlock_argv(offsite: Offsite) -> tuple[str, ...]:
     return (*_base(offsite), "unlock")
 
 
+def safe_name(name: str) -> bool:
+    """A snapshot name klink-sync made (a UTC time, a suffix): never `..`, `/` or a
+    comma, so a repository's tag cannot steer a pull outside the destination."""
+    return bool(_SAFE_NAME.fullmatch(name)) and ".." not in name and name_time(name) is not None
+
+
+def deployment_id(project: str, host: str) -> str:
+    """restic's --host for a deployment: its Compose project on this Docker host (Compose
+    allows one project of a name per host; two sites named k-link stay apart)."""
+    return f"{_TAG_UNSAFE.sub('_', project) or 'klink-sync'}@{_TAG_UNSAFE.sub('_', host)}"
+
+
 def push_tags(snapshot: str, mode: str, deployment: str) -> tuple[str, ...]:
-    return (TAG, f"snapshot:{snapshot}", f"mode:{mode}", f"deployment:{deployment}")
+    return (TAG, f"snapshot:{snapshot}", f"mode:{_TAG_UNSAFE.sub('_', mode)}",
+            f"deployment:{deployment}")  # fmt: skip
 
 
 def backup_argv(offsite: Offsite, tags: Sequence[str], host: str, parent: str | None
@@ -275,8 +293,8 @@ def stored(listing: object) -> list[Stored]:
     found = []
     for item in listing if isinstance(listing, list) else []:
         tags = {t.partition(":")[0]: t.partition(":")[2] for t in item.get("tags") or ()}
-        if TAG not in tags or not tags.get("snapshot"):
-            continue
+        if TAG not in tags or not safe_name(tags.get("snapshot", "")):
+            continue  # not klink-sync's, or a name that could lead out of a destination
         found.append(Stored(item.get("short_id") or item["id"][:8], tags["snapshot"],
                             item.get("time", ""), item.get("hostname", ""),
                             tags.get("mode", ""), tags.get("deployment", "")))  # fmt: skip

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ from .offsite import (
     Stored,
     backup_argv,
     check_argv,
+    deployment_id,
     forget_argv,
     init_argv,
     push_tags,
@@ -174,7 +176,8 @@ def push(offsite: Offsite, dest: Destination, name: str = "latest", count: bool 
         raise UsageError(f"{dest.spec}: snapshot {snapshot.name} is not complete: not pushed")
     folder = dest.local_path(snapshot.rel)
     manifest = dest.manifest(snapshot)
-    deployment = str(manifest.get("project") or os.path.basename(manifest.get("folder", "")))
+    project = str(manifest.get("project") or os.path.basename(manifest.get("folder", "")))
+    deployment = deployment_id(project, socket.gethostname())
     restic = Restic(offsite, "push")
     began = time.monotonic()
     noted = last_success(dest)
@@ -281,17 +284,17 @@ def _forgotten(stdout: str) -> list[Stored]:
 
 
 def _choose(found: list[Stored], name: str, deployment: str | None) -> Stored:
+    """The snapshot to pull: by name or the newest, of one deployment (project@host; the
+    project alone will do when only one host has it)."""
     if deployment:
-        found = [s for s in found if deployment in (s.deployment, s.host)]
+        found = [s for s in found if deployment in (s.host, s.host.partition("@")[0])]
+    of = f" of {deployment}" if deployment else ""
     if name != "latest":
-        matches = [s for s in found if s.name == name]
-        if not matches:
-            raise UsageError(f"no offsite snapshot named '{name}'"
-                             + (f" of {deployment}" if deployment else ""))  # fmt: skip
-        return matches[-1]
+        found = [s for s in found if s.name == name]
+        if not found:
+            raise UsageError(f"no offsite snapshot named '{name}'{of}")
     if not found:
-        raise UsageError("the repository holds no klink-sync snapshot"
-                         + (f" of {deployment}" if deployment else ""))  # fmt: skip
+        raise UsageError(f"the repository holds no klink-sync snapshot{of}")
     hosts = sorted({s.host for s in found})
     if len(hosts) > 1:
         raise UsageError("the repository holds several deployments (" + ", ".join(hosts)

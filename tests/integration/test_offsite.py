@@ -9,8 +9,10 @@ stand-in stack was running, in the stand-in compose's own log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -29,6 +31,7 @@ from tests.s3 import S3, s3  # noqa: F401 (the fixture)
 from tests.sshd import Sshd, sshd  # noqa: F401 (the fixture)
 
 PASSWORD = "klink-restic-pw-3c8e1f0a9d"
+DEPLOYMENT = f"k-link@{socket.gethostname()}"  # restic's host: the project on this host
 RESTIC = "/usr/bin/restic"
 WRAPPER = """#!/bin/sh
 # restic as klink-sync runs it, noted in the stand-in compose's log with the stack's state
@@ -156,11 +159,12 @@ def test_a_backup_pushes_once_the_stack_is_up_and_a_pull_brings_back_the_same_tr
     assert all(PASSWORD not in c for c in calls)  # never on restic's command line
     found = _listing(site)
     assert [s["snapshot"] for s in found] == [snap.name]
-    assert found[0]["deployment"] == "k-link" and found[0]["mode"] == "hot-cold"
+    assert found[0]["deployment"] == DEPLOYMENT and found[0]["mode"] == "hot-cold"
 
     elsewhere = tmp_path / "elsewhere"
     proc = _offsite_step(site, "pull", "latest", "--dest", elsewhere)
-    assert f"pulled {snap.name} (k-link) into {elsewhere}/snapshots/{snap.name}" in proc.stdout
+    assert f"pulled {snap.name} ({DEPLOYMENT}) into {elsewhere}/snapshots/{snap.name}" in (
+        proc.stdout)  # fmt: skip
     pulled = latest(elsewhere)
     assert pulled.name == snap.name
     assert tree(pulled) == tree(snap)  # modes, owners, times, content: all of it
@@ -192,7 +196,8 @@ def test_prune_dry_run_names_what_prune_then_forgets(site: Site):
     second = latest(site.dest).name
     # keep_daily 7 (the default): of two snapshots on one day the newer is kept
     proc = _offsite_step(site, "prune", "--dry-run")
-    assert proc.stdout.strip().endswith(f"2 snapshots; prune would forget 1: {first} (k-link)")
+    assert proc.stdout.strip().endswith(
+        f"2 snapshots; prune would forget 1: {first} ({DEPLOYMENT})")  # fmt: skip
     proc = _offsite_step(site, "prune")  # the dry run forgot nothing: this one does
     assert "1 snapshots forgotten, 1 kept, space freed" in proc.stdout
     assert [s["snapshot"] for s in _listing(site)] == [second]
@@ -407,7 +412,7 @@ def test_a_push_is_one_restic_command_with_the_noted_push_as_parent(site: Site):
     calls = _restic_calls(site, since)
     assert len(calls) == 1 and " backup " in calls[0], calls
     noted = json.loads((site.dest / "offsite.json").read_text())
-    assert noted["deployment"] == "k-link" and noted["result"] == "ok"
+    assert noted["deployment"] == DEPLOYMENT and noted["result"] == "ok"
     assert f"--parent {noted['restic_id']}" not in calls[0]  # the parent is the one before
     assert "--parent " in calls[0] and first["id"] not in calls[0]
 
@@ -438,7 +443,87 @@ def test_a_stale_exclusive_lock_is_removed_and_the_push_goes_through(site: Site)
         time.sleep(0.05)
     planted.kill()
     planted.wait()
-    assert any(locks.iterdir()), "no lock planted"
+    planted_locks = set(os.listdir(locks))
+    assert planted_locks, "no lock planted"
     proc = site.cli("offsite", "push", "--json")
     assert json.loads(proc.stdout)["result"] == "ok"
-    assert not any(locks.iterdir())
+    assert not planted_locks & set(os.listdir(locks))  # the dead check's lock is gone
+
+
+# --- the hostile review's findings ---------------------------------------------------------------
+
+
+def test_a_failed_push_fails_the_run_for_the_hooks_the_ping_and_the_metrics(
+    tmp_path: Path, klink_env: dict
+):
+    site = Site(tmp_path / "site", klink_env, str(tmp_path / "never-made"))
+    seen = tmp_path / "hook.env"
+    hook = ["sh", "-c", f'env | grep ^KLINK_SYNC_ > "{seen}.$KLINK_SYNC_STATUS"']
+    site.write_config(hooks={"after": [hook], "on_failure": [hook]},
+                      metrics_file=str(tmp_path / "k.prom"))  # fmt: skip
+    proc = site.cli("hot-cold", "--json", check=1)
+    snapshot = json.loads(proc.stdout)["snapshot"]
+    assert not Path(f"{seen}.ok").exists()  # no `after` hook: the run did not succeed
+    failed = dict(line.split("=", 1) for line in Path(f"{seen}.failed").read_text().split("\n")
+                  if line)  # fmt: skip
+    assert failed["KLINK_SYNC_OFFSITE"] == "failed" and failed["KLINK_SYNC_EXIT_CODE"] == "1"
+    assert failed["KLINK_SYNC_SNAPSHOT"] == snapshot
+    assert "the offsite push failed" in failed["KLINK_SYNC_ERROR"]
+    prom = (tmp_path / "k.prom").read_text()
+    assert re.search(r"^klink_sync_last_run_success\{[^}]*\} 0$", prom, re.M), prom
+    assert re.search(r"^klink_sync_offsite_last_push_success\{[^}]*\} 0$", prom, re.M), prom
+
+
+def _forge(site: Site, name: str) -> None:
+    """A snapshot someone with the password put in the repository, with a name of theirs."""
+    forged = site.base / "forged"
+    forged.mkdir()
+    (forged / "x").write_text("hi\n")
+    (forged / "manifest.json").write_text('{"project": "k-link", "mode": "hot-cold"}')
+    (forged / "SHA256SUMS").write_text(
+        hashlib.sha256(b"hi\n").hexdigest() + "  x\n")  # fmt: skip
+    subprocess.run([RESTIC, "-r", str(site.base / "repo"), "--password-file",
+                    str(site.password), "backup", "-q", "--host", "k-link@elsewhere",
+                    "--tag", f"klink-sync,snapshot:{name},deployment:k-link@elsewhere", "."],
+                   cwd=forged, check=True, capture_output=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "9999-01-01T00-00-00Z/../../escaped"])
+def test_a_snapshot_name_from_the_repository_never_leads_out_of_the_destination(
+    site: Site, tmp_path: Path, name: str
+):
+    _forge(site, name)
+    assert [s["snapshot"] for s in _listing(site)] == [latest(site.dest).name]  # not shown
+    elsewhere = tmp_path / "pulled" / "dest"
+    elsewhere.parent.mkdir()
+    proc = site.cli("offsite", "pull", name, "--dest", elsewhere, check=2)
+    assert "no offsite snapshot named" in error_line(proc.stderr)
+    site.cli("offsite", "pull", "latest", "--dest", elsewhere)  # the real one only
+    assert sorted(os.listdir(tmp_path / "pulled")) == ["dest"]
+    assert not (site.base / "escaped").exists() and not (tmp_path / "escaped").exists()
+    assert os.listdir(elsewhere / "snapshots") == [latest(site.dest).name]
+
+
+UTS = 'hostname "$0" && exec "$@"'
+
+
+def test_two_sites_with_the_same_project_name_stay_apart_in_one_repository(site: Site):
+    """Site B is a copy of site A's folder (project k-link) on another host (a UTS
+    namespace of its own), pushing into the same repository."""
+    other = site.base.parent / "site-b"
+    shutil.copytree(site.folder, other / "k-link", symlinks=True)
+    config_b = site.base.parent / "b.yml"
+    config_b.write_text(site.config.read_text().replace(str(site.folder), str(other / "k-link"))
+                        .replace(str(site.dest), str(other / "backup")))  # fmt: skip
+    argv = ["unshare", "-u", "sh", "-c", UTS, "site-b.example", KLINK_SYNC, "hot-cold",
+            "--config", str(config_b), "--json"]  # fmt: skip
+    proc = subprocess.run(argv, env={**os.environ, **site.env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    pushed_b = json.loads(proc.stdout)["offsite"]
+    assert pushed_b["files_unmodified"] == 0  # B's push did not take A's as its parent
+    hosts = {s["host"] for s in _listing(site)}
+    assert len(hosts) == 2 and any(h.endswith("@site-b.example") for h in hosts), hosts
+    out = site.cli("offsite", "prune", "--dry-run").stdout
+    assert "would forget 0" in out, out  # each site's one push is its latest: kept
+    proc = site.cli("offsite", "pull", "latest", "--dest", site.base / "p", check=2)
+    assert "several deployments" in error_line(proc.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from klink_sync.config import check_settings
@@ -10,10 +12,12 @@ from klink_sync.offsite import (
     Offsite,
     backup_argv,
     check_argv,
+    deployment_id,
     forget_argv,
     parse_environment,
     push_tags,
     restic_env,
+    safe_name,
     secret_file,
     stored,
     summary,
@@ -129,13 +133,14 @@ def test_check_and_forget_follow_the_settings():
 def test_only_klink_syncs_snapshots_are_listed_oldest_first():
     listing = [
         {"id": "b" * 64, "short_id": "bbbb", "time": "2026-11-30T02:00:00Z", "hostname": "k",
-         "tags": ["klink-sync", "snapshot:S2", "mode:cold", "deployment:k"]},
+         "tags": ["klink-sync", "snapshot:2026-11-30T02-00-00Z", "mode:cold", "deployment:k"]},
         {"id": "c" * 64, "time": "2026-11-30T03:00:00Z", "hostname": "k", "tags": ["other"]},
         {"id": "a" * 64, "short_id": "aaaa", "time": "2026-11-30T01:00:00Z", "hostname": "k",
-         "tags": ["klink-sync", "snapshot:S1", "mode:hot-cold", "deployment:k"]},
+         "tags": ["klink-sync", "snapshot:2026-11-30T01-00-00Z", "mode:hot-cold", "deployment:k"]},
     ]  # fmt: skip
     assert [(s.name, s.id, s.mode) for s in stored(listing)] == [
-        ("S1", "aaaa", "hot-cold"), ("S2", "bbbb", "cold")]  # fmt: skip
+        ("2026-11-30T01-00-00Z", "aaaa", "hot-cold"),
+        ("2026-11-30T02-00-00Z", "bbbb", "cold")]  # fmt: skip
     assert stored(None) == []
 
 
@@ -149,3 +154,32 @@ def test_a_password_in_the_repository_url_is_not_shown():
     assert "hunter2" not in offsite.shown and "backup.example:8000" in offsite.shown
     assert Offsite("s3:https://s3.example/b", "/p").shown == "s3:https://s3.example/b"
 
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [("2026-11-30T01-00-00Z", True), ("2026-11-30T01-00-00Z-2", True),
+     ("2026-11-30T01-00-00Z-pre-restore", True), ("../../x", False), ("a/b", False),
+     ("2026-11-30T01-00-00Z/../..", False), ("latest", False), ("", False),
+     ("2026-11-30T01-00-00Z,snapshot:x", False)],
+)  # fmt: skip
+def test_only_klink_syncs_own_names_can_become_folders(name, safe):
+    assert safe_name(name) is safe
+
+
+def test_the_deployment_id_keeps_tags_whole():
+    assert deployment_id("k-link", "site-a.example") == "k-link@site-a.example"
+    assert deployment_id("a,snapshot:../x", "h") == "a_snapshot_.._x@h"
+    assert "," not in "".join(push_tags("2026-11-30T01-00-00Z", "cold,x", "k@h"))
+
+
+def test_a_short_password_or_a_fifo_is_refused(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("short\n")
+    pw.chmod(0o600)
+    with pytest.raises(UsageError, match="shorter than 8 characters"):
+        restic_env(Offsite("/r", str(pw)), {}, str(tmp_path))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(UsageError, match="fifo: offsite.password_file: not a regular file"):
+        secret_file(str(fifo), "password_file")  # at once: nobody writes to it
