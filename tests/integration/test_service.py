@@ -365,7 +365,7 @@ def test_hooks_get_the_documented_variables(folder, tmp_path, klink_env):
         "KLINK_SYNC_SNAPSHOT": "", "KLINK_SYNC_DOWNTIME_SECONDS": "",
         "KLINK_SYNC_RECOVERED": "",
         "KLINK_SYNC_EXIT_CODE": "", "KLINK_SYNC_DEST": str(dest),
-        "KLINK_SYNC_FOLDER": str(folder), "KLINK_SYNC_ERROR": "",
+        "KLINK_SYNC_FOLDER": str(folder), "KLINK_SYNC_ERROR": "", "KLINK_SYNC_OFFSITE": "",
     }  # fmt: skip
     after = _dumped(tmp_path / "after.json")
     assert after == {
@@ -374,7 +374,7 @@ def test_hooks_get_the_documented_variables(folder, tmp_path, klink_env):
         "KLINK_SYNC_DOWNTIME_SECONDS": f"{report['downtime_seconds']:.3f}",
         "KLINK_SYNC_RECOVERED": "",
         "KLINK_SYNC_EXIT_CODE": "0", "KLINK_SYNC_DEST": str(dest),
-        "KLINK_SYNC_FOLDER": str(folder), "KLINK_SYNC_ERROR": "",
+        "KLINK_SYNC_FOLDER": str(folder), "KLINK_SYNC_ERROR": "", "KLINK_SYNC_OFFSITE": "",
     }  # fmt: skip
     assert (dest / "snapshots" / after["KLINK_SYNC_SNAPSHOT"] / "manifest.json").is_file()
     assert not (tmp_path / "on_failure.json").exists()
