@@ -18,7 +18,7 @@ from .errors import UsageError
 from .models import VolumeClass
 from .notify import NOTIFY_EXAMPLE, Notify, check_notify
 from .offsite import OFFSITE_EXAMPLE, Offsite, check_offsite
-from .retention import RULES, Retention
+from .retention import Retention, check_rules
 
 # A hook command: an argv tuple (run directly), or a string (run by /bin/sh -c, with shell: true).
 Command = tuple[str, ...] | str
@@ -244,13 +244,7 @@ def _override(problems: _Problems, where: str, entry: object) -> Override | None
 
 
 def _retention(problems: _Problems, entry: Mapping) -> Retention | None:
-    before = len(problems)
-    for key in sorted(set(map(str, entry)) - set(RULES)):
-        problems.add("retention", f"unknown key '{key}'")
-    for key, value in entry.items():
-        if key in RULES and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            problems.add(f"retention.{key}", "must be a whole number >= 0")
-    return Retention(**entry) if len(problems) == before else None
+    return check_rules(problems, entry, "retention")
 
 
 def _excludes(problems: _Problems, entry: Mapping) -> dict[str, tuple[str, ...]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import UsageError
-from .retention import RULES, Retention, name_time
+from .retention import Retention, check_rules, name_time
 
 TAG = "klink-sync"  # every snapshot klink-sync pushes carries it
 OFFSITE_EXAMPLE = """\
@@ -122,15 +122,7 @@ def _retention(problems, entry: object) -> Retention:  # type: ignore[no-untyped
     if not isinstance(entry, Mapping):
         problems.add("offsite.retention", "must be a mapping like {keep_daily: 7}")
         return DEFAULT_RETENTION
-    for key, value in entry.items():
-        if key not in RULES:
-            problems.add("offsite.retention", f"unknown key '{key}' ({', '.join(RULES)})")
-        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            problems.add(f"offsite.retention.{key}", "must be a whole number >= 0")
-    try:
-        return Retention(**{k: v for k, v in entry.items() if k in RULES})
-    except (TypeError, ValueError):
-        return DEFAULT_RETENTION
+    return check_rules(problems, entry, "offsite.retention") or DEFAULT_RETENTION
 
 
 # --- the secret files ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from . import checksums, process
+from . import process
 from .destination import STAGING, Destination
 from .destination.base import MANIFEST, SNAPSHOTS
 from .destination.local import rmtree
@@ -47,6 +47,7 @@ from .offsite import (
 )
 from .stack import signals_raise
 from .state import state_dir
+from .verify import check_tree
 
 log = logging.getLogger(__name__)
 _LOCKED = re.compile(r"\b(?:un)?lock")  # "already locked", "the `unlock` command can be used"
@@ -327,17 +328,15 @@ def pull(offsite: Offsite, dest: Destination, name: str, deployment: str | None 
 
 
 def _check_staging(dest: Destination) -> int:
-    """Every file SHA256SUMS lists is there with its checksum, before it is promoted."""
+    """The pulled tree against its own SHA256SUMS, as `verify` checks a snapshot, before it
+    is promoted: every listed file there with its checksum, nothing unlisted."""
     try:
-        listed = checksums.parse_sums(dest.read(f"{STAGING}/{checksums.SUMS}"))
         dest.read(f"{STAGING}/{MANIFEST}")
+        check = check_tree(dest, STAGING, f"{dest.spec}: pulled snapshot")
     except (OSError, KlinkSyncError) as exc:
         raise OffsiteFailed(f"offsite pull: the snapshot has no readable SHA256SUMS or "
                             f"manifest ({exc}): not promoted") from None  # fmt: skip
-    found = dest.hash_files(STAGING, list(listed))
-    bad = [n for n, digest in listed.items() if found.get(n) != digest]
-    if bad:
-        first = os.fsdecode(bad[0])
-        raise OffsiteFailed(f"offsite pull: {len(bad)} files differ from SHA256SUMS (first: "
-                            f"{first}): not promoted")  # fmt: skip
-    return len(listed)
+    if not check.ok:
+        raise OffsiteFailed(f"offsite pull: the files differ from SHA256SUMS ({check.summary()}"
+                            f"; first: {check.problems()[0]}): not promoted")  # fmt: skip
+    return check.listed

@@ -10,7 +10,7 @@ guess).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 
@@ -46,6 +46,19 @@ class Retention:
 
 
 RULES = tuple(f.name for f in fields(Retention))
+
+
+def check_rules(problems, entry: Mapping, where: str  # type: ignore[no-untyped-def]
+                ) -> Retention | None:  # fmt: skip
+    """Retention rules from a config mapping (`retention:`, `offsite.retention:`); every
+    problem added to `problems` as `where.key: reason`; None when there was one."""
+    before = len(problems)
+    for key in sorted(set(map(str, entry)) - set(RULES)):
+        problems.add(where, f"unknown key '{key}'")
+    for key, value in entry.items():
+        if key in RULES and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            problems.add(f"{where}.{key}", "must be a whole number >= 0")
+    return Retention(**entry) if len(problems) == before else None
 
 
 def _parse(match: re.Match[str] | None) -> datetime | None:

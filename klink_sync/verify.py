@@ -136,16 +136,22 @@ def verify_files(dest: Destination, snapshot: Snapshot, sample: float = 100,
     in full, whatever the sample.
     """
     usable(snapshot)
-    listed = checksums.parse_sums(dest.read(f"{snapshot.rel}/{checksums.SUMS}"),
-                                  f"{dest.spec}: {snapshot.name}/{checksums.SUMS}")  # fmt: skip
-    present, _ = dest.files(snapshot.rel)
+    return check_tree(dest, snapshot.rel, f"{dest.spec}: {snapshot.name}", sample, rng)
+
+
+def check_tree(dest: Destination, rel: str, label: str, sample: float = 100,
+               rng: random.Random | None = None) -> FileCheck:  # fmt: skip
+    """The tree at `rel` against its own SHA256SUMS: a snapshot, or a pull's staging."""
+    listed = checksums.parse_sums(dest.read(f"{rel}/{checksums.SUMS}"),
+                                  f"{label}/{checksums.SUMS}")  # fmt: skip
+    present, _ = dest.files(rel)
     missing = listed.keys() - present.keys()
     extra = present.keys() - listed.keys()
     candidates = sorted(listed.keys() & present.keys())
     count = sample_size(len(listed), sample)
     chosen = candidates if count >= len(candidates) else sorted(
         (rng or random.SystemRandom()).sample(candidates, count))  # fmt: skip
-    digests = dest.hash_files(snapshot.rel, chosen)
+    digests = dest.hash_files(rel, chosen)
     changed = [n for n in chosen if digests.get(n) != listed[n]]
     return FileCheck(
         listed=len(listed), checked=len(chosen), sample=sample,

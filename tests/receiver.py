@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.servers import free_port
+
 
 @dataclass(frozen=True)
 class Request:
@@ -79,9 +81,5 @@ def receiver() -> Iterator[Receiver]:
 
 
 def closed_port() -> int:
-    """A port nobody listens on (bound once, then let go): a receiver that is down."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on: a receiver that is down."""
+    return free_port()

@@ -9,15 +9,15 @@ into a test module. No skips: a missing moto_server fails (the test extra instal
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, wait_until_ready
 
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 ACCESS_KEY = "AKIAKLINKOFFSITE7Q3Z"
@@ -65,25 +65,9 @@ class S3:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_it_answers(endpoint: str, proc: subprocess.Popen, log: Path,
-                           timeout: float = 30) -> None:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"moto_server exited ({proc.returncode}): {log.read_text()}")
-        try:
-            with urllib.request.urlopen(endpoint + "/", timeout=2) as answer:  # noqa: S310
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"moto_server did not answer on {endpoint} within {timeout}s: {log.read_text()}")
+def _answers(endpoint: str) -> bool:
+    with urllib.request.urlopen(endpoint + "/", timeout=2) as answer:  # noqa: S310
+        return answer.status == 200
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +75,7 @@ def s3(tmp_path_factory) -> S3:
     if not MOTO_SERVER.exists():
         pytest.fail(f"{MOTO_SERVER} is missing: pip install -e '.[test]' (moto[server])")
     base = tmp_path_factory.mktemp("s3")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = base / "moto.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -99,7 +83,7 @@ def s3(tmp_path_factory) -> S3:
         proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
                                 stdout=out, stderr=out, env=env)  # fmt: skip
     try:
-        _wait_until_it_answers(endpoint, proc, log)
+        wait_until_ready("moto_server", proc, log, lambda: _answers(endpoint), timeout=30)
         server = S3(endpoint, "klink-offsite-tests")
         server._client().create_bucket(Bucket=server.bucket)
         yield server

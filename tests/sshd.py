@@ -13,11 +13,12 @@ import os
 import shlex
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, wait_until_ready
 
 SSHD = "/usr/sbin/sshd"
 
@@ -61,23 +62,9 @@ class Sshd:
                               timeout=60)  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"sshd exited ({proc.returncode}): {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"sshd did not listen on 127.0.0.1:{port} within {timeout}s: {log.read_text()}")
+def _listens(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +78,7 @@ def sshd(tmp_path_factory) -> Sshd:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "client_key")],
                    check=True)  # fmt: skip
     (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     config = base / "sshd_config"
     config.write_text("\n".join([
         f"Port {port}",
@@ -121,7 +108,7 @@ def sshd(tmp_path_factory) -> Sshd:
         proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", serve],
                                 stdout=out, stderr=out)  # fmt: skip
     try:
-        _wait_for_port(port, proc, log)
+        wait_until_ready("sshd", proc, log, lambda: _listens(port), timeout=20)
         server = Sshd(port, base / "client_key", getpass.getuser(), base)
         answer = server.ssh("true")
         assert answer.returncode == 0, f"cannot log in: {answer.stderr}\n{log.read_text()}"

@@ -28,6 +28,7 @@ import yaml
 from tests.conftest import KLINK_SYNC, ROOT, error_line, run_cli, tree
 from tests.integration.test_hot_cold import ALL, latest, make_deployment, running, set_running
 from tests.s3 import S3, s3  # noqa: F401 (the fixture)
+from tests.servers import free_port
 from tests.sshd import Sshd, sshd  # noqa: F401 (the fixture)
 
 PASSWORD = "klink-restic-pw-3c8e1f0a9d"
@@ -241,9 +242,7 @@ def test_a_secret_file_others_can_read_is_refused_before_restic_runs(site: Site,
 
 
 def test_an_unreachable_repository_fails_fast_in_one_line(tmp_path: Path, klink_env: dict):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     repository = f"s3:http://127.0.0.1:{port}/klink-offsite-tests/gone"
     site = Site(tmp_path / "site", klink_env, repository)
     site.cli("hot-cold", check=1)  # a local snapshot first (its push fails)
