@@ -23,8 +23,11 @@ class Phase(str, Enum):
     PREFLIGHT = "preflight"
     HOT = "hot"
     STOP = "stop"
+    PAUSE = "pause"  # hot-cold --pause: docker pause, the stack frozen (not stopped)
+    DATABASE = "database"  # live: mariadb-backup --backup and --prepare
     COLD = "cold"
     START = "start"
+    UNPAUSE = "unpause"
     FINISH = "finish"
     SAFETY = "safety"  # a restore's cold copy of the state it replaces
     RESTORE = "restore"  # a restore's copies back
@@ -55,6 +58,29 @@ class Classified:
 class Mode(str, Enum):
     HOT_COLD = "hot-cold"
     COLD = "cold"
+    PAUSE = "hot-cold-pause"  # `hot-cold --pause`: frozen with docker pause, never stopped
+    LIVE = "live"  # nothing stopped; the database copied by mariadb-backup
+
+    @property
+    def copies_hot(self) -> bool:
+        """Whether hot rounds run while the stack runs, before whatever holds it."""
+        return self is not Mode.COLD
+
+    @property
+    def consistency(self) -> str:
+        """What the snapshot is consistent with, as the manifest and README say it."""
+        return CONSISTENCY[self]
+
+
+CONSISTENCY = {
+    Mode.COLD: "clean shutdown: every volume copied with the stack stopped",
+    Mode.HOT_COLD: "clean shutdown: every volume copied exactly with the stack stopped",
+    Mode.PAUSE: "crash-consistent: every volume copied with the stack frozen at one instant "
+    "(MariaDB runs crash recovery at its first start)",
+    Mode.LIVE: "database at mariadb-backup's backup point (prepared: starts as after a clean "
+    "shutdown); documents copied after it (every row has its file); "
+    "index copied with its service paused",
+}
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,7 @@ class Report:
     recovered: tuple[str, ...] = ()  # started again first: a klink-sync run that died stopped them
     checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
     offsite: Mapping[str, object] = field(default_factory=dict)  # offsite.Pushed.to_dict()
+    freeze_seconds: float = 0.0  # services frozen (docker pause), not stopped: requests wait
 
     def bytes_moved(self, phase: Phase) -> int:
         return sum(p.stats.transferred_size for p in self.passes if p.phase is phase)

@@ -64,7 +64,7 @@ class Plan:
 
     @property
     def steps(self) -> tuple[Stage, ...]:
-        hot = [u.dest for u in self.hot_units] if self.mode is Mode.HOT_COLD else []
+        hot = [u.dest for u in self.hot_units] if self.mode.copies_hot else []
         steps = [Stage(Phase.PREFLIGHT, "check destination, sources, rsync and compose; "
                       "note which services run")]  # fmt: skip
         if hot:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import docker, fileindex, process
 from .destination import Destination, Snapshot
 from .errors import UsageError
-from .models import Mode, Source, VolumeClass, VolumeType
+from .models import Source, VolumeClass, VolumeType
 from .plan import CopyUnit, Plan
 from .stack import Stack, Survey
 from .steps import Inputs, landing
@@ -111,7 +111,7 @@ def _first_walks(plan: Plan, dest: Destination, sources: Mapping[str, Source],
     """The previous run's walks, then this run's first: xattrs are asked (in case the
     stack runs, for a hot pass) except of files unchanged since a walk that found none."""
     previous = dest.load_index(latest)
-    xattrs = plan.mode is Mode.HOT_COLD
+    xattrs = plan.mode.copies_hot
     scans = {}
     for unit in plan.units:
         prev = previous.get(unit.dest)

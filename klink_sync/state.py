@@ -26,6 +26,7 @@ STATE_ENV = "KLINK_SYNC_STATE_DIR"
 DEFAULT_STATE_DIR = "/var/lib/klink-sync"
 STOPPED = "stopped"  # klink-sync stopped these services and must start them again
 RESTORING = "restoring"  # a restore is replacing the data: nothing may start or copy it
+PAUSED = "paused"  # klink-sync froze these containers (docker pause) and must thaw them
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,16 @@ class Hold:
     compose: tuple[str, ...]
     compose_files: tuple[str, ...]
     services: tuple[str, ...]  # to start again
-    how: str  # STOPPED or RESTORING
+    how: str  # STOPPED, PAUSED or RESTORING
     pid: int
     since: str  # UTC
     snapshot: str = ""  # the snapshot a restore was putting back
+    containers: tuple[str, ...] = ()  # PAUSED: the container ids it froze
 
     def describe(self) -> str:
-        what = "stopped" if self.how == STOPPED else f"began restoring {self.snapshot} into"
+        what = {STOPPED: "stopped", PAUSED: "froze (docker pause)"}.get(
+            self.how, f"began restoring {self.snapshot} into"
+        )
         return f"klink-sync (pid {self.pid}, {self.since}) {what} {self.folder}"
 
 
@@ -145,7 +149,8 @@ def _read_hold(path: Path) -> Hold | None:
             data = json.loads(src.read() or b"{}")
             return Hold(**{**data, "compose": tuple(data["compose"]),
                            "compose_files": tuple(data["compose_files"]),
-                           "services": tuple(data["services"])})  # fmt: skip
+                           "services": tuple(data["services"]),
+                           "containers": tuple(data.get("containers", ()))})  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{path}: cannot read klink-sync's record ({exc})") from None
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import process, rsync
 from .destination import STAGING, Destination, Snapshot
-from .models import Mode, Phase, Source
+from .models import Phase, Source
 from .plan import CopyUnit, Plan
 from .stack import Stack
 
@@ -122,7 +122,7 @@ class Inputs:
 
 def hot_units(plan: Plan, inputs: Inputs) -> tuple[CopyUnit, ...]:
     """What the hot pass copies: nothing when the stack is stopped (copied cold only)."""
-    if plan.mode is not Mode.HOT_COLD or not inputs.before:
+    if not plan.mode.copies_hot or not inputs.before:
         return ()
     return plan.hot_pass_units if inputs.seed else plan.hot_units
 
