@@ -198,7 +198,7 @@ def _check_index(index_root, result, mask):
     result["index_last_id"] = info["last_id"]
 
 
-def check_snapshot(folder, timeout=180):
+def check_snapshot(folder, timeout=180, crash_ok=False):
     """Check a setup folder's data (see the module doc). Returns a dict; "ok"
     says whether everything is fine. Never raises for bad data; raises
     CheckError only when FOLDER is unusable or Docker fails."""
@@ -314,10 +314,10 @@ def check_snapshot(folder, timeout=180):
         r["index_consistent"] = last <= (r["max_id"] or 0)
         if not r["index_consistent"]:
             r["errors"].append(f"index is ahead of the database (last id {last}, max id {r['max_id']})")
-    if r["crash_recovery"]:
+    if r["crash_recovery"] and not crash_ok:
         r["errors"].append("the database needed crash recovery (copied while running?)")
 
-    r["ok"] = (r["server_started"] and not r["crash_recovery"] and r["check_ok"]
+    r["ok"] = (r["server_started"] and (crash_ok or not r["crash_recovery"]) and r["check_ok"]
                and r["rows"] is not None and not r["missing_files"] and not r["bad_sha256"]
                and r["index_ok"] and r["index_consistent"])
     return r
@@ -394,6 +394,8 @@ def main(argv=None):
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--ids", action="store_true", help="include the id list in the JSON")
     s.add_argument("--timeout", type=float, default=180, help="seconds to wait for the server")
+    s.add_argument("--crash-ok", action="store_true",
+                   help="crash recovery expected (a hot-cold --pause snapshot: crash-consistent)")
     lv = sub.add_parser("live", help="query the running stack of a folder")
     lv.add_argument("folder")
     lv.add_argument("--compose", default=os.environ.get("KLINK_SYNC_COMPOSE", "docker compose"))
@@ -403,7 +405,7 @@ def main(argv=None):
     _signals_to_exit()
     try:
         if a.mode == "snapshot":
-            r = check_snapshot(a.folder, timeout=a.timeout)
+            r = check_snapshot(a.folder, timeout=a.timeout, crash_ok=a.crash_ok)
             if not a.ids:
                 r.pop("ids")
             if a.json:

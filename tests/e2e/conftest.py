@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -29,6 +30,17 @@ def _load_checker():
 
 
 checker = _load_checker()
+
+
+def _load_probe():
+    """scripts/sample-stack/probe.py, loaded like the checker (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("sample_probe", SAMPLE / "probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+probe = _load_probe()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -147,4 +159,23 @@ def fresh_stack(tmp_path: Path, compose_cmd: str):
     wait_for_rows(folder, compose_cmd, at_least=40)
     yield stacks
     for stack in stacks:
+        stack.down()
+
+
+@pytest.fixture
+def live_stack(tmp_path: Path, compose_cmd: str):
+    """A new sample stack with in-place rewrites off (REWRITE_INTERVAL=0), as the live-mode
+    tests run it: a K-Box writes each document once (a new version is a new file), so a
+    document's sha256 stays what its row says. Taken down afterwards, also when it never
+    came up."""
+    folder = tmp_path / f"kl-{os.getpid()}-{tmp_path.name[-12:].strip('_')}"
+    shutil.copytree(SAMPLE / "deploy", folder)
+    env = folder / ".env"
+    env.write_text(re.sub(r"(?m)^REWRITE_INTERVAL=.*$", "REWRITE_INTERVAL=0", env.read_text()))
+    stack = SampleStack(folder, compose_cmd)
+    try:
+        stack.compose("up", "-d")
+        wait_for_rows(folder, compose_cmd, at_least=40)
+        yield stack
+    finally:
         stack.down()

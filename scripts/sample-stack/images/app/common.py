@@ -36,8 +36,11 @@ class Stop:
 
 
 def log(name, msg):
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {name}: {msg}",
-          file=sys.stderr, flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {name}: {msg}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def drop_privileges(name, spec, dirs):
@@ -59,26 +62,32 @@ def drop_privileges(name, spec, dirs):
     log(name, f"running as {uid}:{gid}")
 
 
+def open_db(autocommit):
+    """One connection attempt (raises pymysql's errors). HTTP requests use it directly: a
+    client should get its 503 at once rather than wait while the loop's retries go on.
+    The session is in UTC: CURRENT_TIMESTAMP(6) gives UTC."""
+    return pymysql.connect(
+        host=os.environ.get("DB_HOST", "database"),
+        port=int(os.environ.get("DB_PORT", "3306")),
+        user=os.environ["DB_USER"],
+        password=os.environ["DB_PASSWORD"],
+        database=os.environ["DB_NAME"],
+        connect_timeout=5,
+        read_timeout=30,
+        write_timeout=30,
+        autocommit=autocommit,
+        init_command="SET time_zone = '+00:00'",
+    )
+
+
 def connect(name, stop, autocommit, must_finish=False):
     """Connect to the database, retrying until it answers. Gives up (None) when
     a stop is requested, or, with must_finish (a half-done step must be
-    completed even while stopping), after about 30 s.
-    The session is in UTC: CURRENT_TIMESTAMP(6) gives UTC."""
+    completed even while stopping), after about 30 s."""
     attempt = 0
     while must_finish or not stop.requested:
         try:
-            conn = pymysql.connect(
-                host=os.environ.get("DB_HOST", "database"),
-                port=int(os.environ.get("DB_PORT", "3306")),
-                user=os.environ["DB_USER"],
-                password=os.environ["DB_PASSWORD"],
-                database=os.environ["DB_NAME"],
-                connect_timeout=5,
-                read_timeout=30,
-                write_timeout=30,
-                autocommit=autocommit,
-                init_command="SET time_zone = '+00:00'",
-            )
+            conn = open_db(autocommit)
             log(name, "connected to the database")
             return conn
         except pymysql.err.MySQLError as e:
