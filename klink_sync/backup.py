@@ -11,17 +11,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
-from . import __version__, checksums
+from . import __version__, checksums, inflight
 from .config import DEFAULT_START_TIMEOUT
 from .destination import INDEX, MANIFEST, STAGING, Destination, Snapshot
-from .errors import KlinkSyncError, RunFailed
-from .models import Phase, Report, Source
+from .errors import KlinkSyncError, RunFailed, UsageError
+from .models import Mode, Phase, Report, Source
 from .passes import Cuts, Passes, Progress
 from .plan import Plan
 from .preflight import Preflight, preflight, resolve_sources
 from .recover import recover
 from .retention import Retention
-from .stack import Stack, signals_raise, stopped_stack
+from .stack import Stack, paused_stack, signals_raise, stopped_stack
 from .state import deployment_locked
 from .steps import Step, backup_steps, landing
 
@@ -92,6 +92,8 @@ class Run:
 
     def execute(self) -> Report:
         self.prepare()
+        if self.plan.mode is Mode.PAUSE:
+            return self.execute_frozen()
         self.hot_pass()
         before = self.pre.before
         with stopped_stack(self.stack, before, self.plan.stop_timeout,
@@ -100,6 +102,23 @@ class Run:
             self.cold_pass(check_stop=True)
             window.on_start = self.sums_while_starting
         return self.with_checksums(self.finish(window.times, after=window.running_after))
+
+    def execute_frozen(self) -> Report:
+        """hot-cold --pause: the same hot rounds, then the exact pass over every volume with
+        the stack frozen (docker pause), never stopped; crash-consistent, as a power cut at
+        the pause would leave the disks."""
+        before = self.pre.before
+        ids = self.pre.survey.ids(before)
+        if before and not ids:
+            raise UsageError("hot-cold --pause freezes containers through Docker, and compose "
+                             "named none running: use hot-cold")  # fmt: skip
+        self.hot_pass()
+        with paused_stack(self.stack, before, ids) as window:
+            drained = inflight.drain(s.path for s in self.pre.sources.values())
+            if drained:
+                self.passes.warnings.append(drained)
+            self.cold_pass()
+        return self.with_checksums(self.finish(window.times))
 
     def sums_while_starting(self) -> None:
         """Save the index, hash the staged files and write SHA256SUMS while the stack
@@ -127,14 +146,13 @@ class Run:
                after: tuple[str, ...] | None = None) -> Report:  # fmt: skip
         """With the stack up again: index, manifest (last), promotion. `after`: the services
         the start's wait saw running (None: ask compose)."""
-        self.phases[Phase.STOP.value] = times["stop_end"] - times["stop_begin"]
-        self.phases[Phase.START.value] = times["start_end"] - times["start_begin"]
-        downtime = times["start_end"] - times["stop_begin"]
+        held, downtime, freeze = hold_phases(times)
+        self.phases.update(held)
         began = time.monotonic()
         after = self.stack.running_services() if after is None else after
         report = Report(self.plan.mode, "ok", self.dest.spec, None, downtime, self.phases,
                         self.pre.before, after, tuple(self.passes.results),
-                        tuple(self.passes.warnings))  # fmt: skip
+                        tuple(self.passes.warnings), freeze_seconds=freeze)  # fmt: skip
         manifest = build_manifest(self.plan, report, self.pre.sources, times)
         manifest.update(kind=kind, unsafe=self.unsafe)
         is_backup = kind == "backup"
@@ -143,8 +161,9 @@ class Run:
         if not self.index_saved:
             self.dest.save_index(f"{STAGING}/{INDEX}", self.passes.cold_scans)
         self.dest.write_json(f"{STAGING}/{MANIFEST}", manifest)
-        snapshot = self.dest.promote_staging(times["stop_begin"],
-                                             "" if is_backup else f"-{kind}", is_backup)
+        held_since = times["stop_begin" if "stop_begin" in times else "pause_begin"]
+        snapshot = self.dest.promote_staging(held_since, "" if is_backup else f"-{kind}",
+                                             is_backup)  # fmt: skip
         self.phases[Phase.FINISH.value] = time.monotonic() - began
         order = [p.value for p in Phase]
         self.phases = dict(sorted(self.phases.items(), key=lambda kv: order.index(kv[0])))
@@ -176,6 +195,17 @@ class Run:
             return done  # written into staging while the stack started
         latest = self.pre.latest.rel if self.pre.latest else None
         return self.dest.write_sums(snapshot.rel, latest)
+
+
+def hold_phases(times: Mapping[str, float]) -> tuple[dict[str, float], float, float]:
+    """The hold's phases, the downtime (stopped) and the freeze (paused) it caused."""
+    if "pause_begin" in times:
+        phases = {Phase.PAUSE.value: times["pause_end"] - times["pause_begin"],
+                  Phase.UNPAUSE.value: times["unpause_end"] - times["unpause_begin"]}
+        return phases, 0.0, times["unpause_end"] - times["pause_begin"]
+    phases = {Phase.STOP.value: times["stop_end"] - times["stop_begin"],
+              Phase.START.value: times["start_end"] - times["start_begin"]}
+    return phases, times["start_end"] - times["stop_begin"], 0.0
 
 
 def build_manifest(plan: Plan, report: Report, sources: Mapping[str, Source],

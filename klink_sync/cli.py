@@ -163,15 +163,23 @@ def _offsite_failure(report: Report) -> OffsiteFailed | None:
                          + str(report.offsite.get("error")))  # fmt: skip
 
 
+PauseOpt = Annotated[bool, typer.Option(
+    "--pause", help="freeze the stack (docker pause) instead of stopping it: no request "
+    "fails, they wait; the snapshot is crash-consistent")]  # fmt: skip
+
+
 def _backup_command(mode: Mode, doc: str) -> None:
     """`klink-sync hot-cold` and `klink-sync cold`: the same options, another mode."""
 
     def backup(
         folder: FolderOpt = None, dest: DestOpt = None, config: ConfigOpt = None,
         dry_run: DryRunOpt = False, as_json: JsonOpt = False,
-        verbose: VerboseOpt = 0, quiet: QuietOpt = False,
+        verbose: VerboseOpt = 0, quiet: QuietOpt = False, pause: PauseOpt = False,
     ) -> None:  # fmt: skip
-        report = _backup(mode, folder, dest, config, dry_run, verbose, quiet)
+        if pause and mode is not Mode.HOT_COLD:
+            raise UsageError(f"--pause is an option of hot-cold, not of {mode.value}")
+        chosen = Mode.PAUSE if pause else mode
+        report = _backup(chosen, folder, dest, config, dry_run, verbose, quiet)
         if report is not None:
             _echo(json.dumps(report.to_dict(), indent=2) if as_json else report_text(report))
             failure = _offsite_failure(report)
@@ -359,8 +367,9 @@ def restore(
 @command(app, "recover")
 def recover_command(config: ConfigOpt = None, verbose: VerboseOpt = 0,
                     quiet: QuietOpt = False) -> None:  # fmt: skip
-    """Start again what a klink-sync run that died left stopped (run at boot by the unit
-    `timer install` writes; every backup and restore does it first too)."""
+    """Start again (or thaw) what a klink-sync run that died left stopped (or frozen): run
+    at boot and after each timer run by the units `timer install` writes; every backup and
+    restore does it first too."""
     from .recover import recover_all
 
     settings = load.settings(config)
@@ -370,7 +379,7 @@ def recover_command(config: ConfigOpt = None, verbose: VerboseOpt = 0,
         if not isinstance(what, KlinkSyncError):
             _echo(f"{folder}: {what.message() or 'nothing to start'}")
     if not done:
-        _echo("nothing held: no klink-sync run left a deployment stopped")
+        _echo("nothing held: no klink-sync run left a deployment stopped or frozen")
     if failed:
         raise KlinkSyncError("; ".join(failed))
 

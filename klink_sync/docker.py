@@ -79,6 +79,16 @@ def compose_up_argv(
     return compose_argv(compose, files, "up", "-d", *services)
 
 
+def pause_argv(ids: Sequence[str]) -> tuple[str, ...]:
+    """Freeze containers (cgroup freezer): their processes stop being scheduled, their
+    connections stay open, so a request waits instead of failing."""
+    return (DOCKER, "pause", *ids)
+
+
+def unpause_argv(ids: Sequence[str]) -> tuple[str, ...]:
+    return (DOCKER, "unpause", *ids)
+
+
 # ------------------------------------------------------------------ inspect
 
 

@@ -28,6 +28,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "last_run_duration_seconds": ("gauge", "Wall time of the last backup run."),
     "last_success_timestamp_seconds": ("gauge", "Unix time the last successful run ended."),
     "downtime_seconds": ("gauge", "Seconds the stack was stopped (last run with a snapshot)."),
+    "freeze_seconds": ("gauge", "Seconds services were frozen by docker pause, requests waiting "
+                       "(last run with a snapshot)."),
     "phase_duration_seconds": ("gauge", "Seconds each phase took (last run with a snapshot)."),
     "transferred_bytes": ("gauge", "Bytes rsync copied per pass (last run with a snapshot)."),
     "snapshot_size_bytes": ("gauge", "Bytes of the files in the snapshot (last run with one)."),
@@ -52,6 +54,7 @@ class RunMetrics:
     duration: float
     dest: str
     downtime: float | None = None
+    freeze: float | None = None
     phases: Mapping[str, float] = field(default_factory=dict)
     transferred: Mapping[str, int] = field(default_factory=dict)  # pass -> bytes
     snapshot_bytes: int | None = None
@@ -71,7 +74,7 @@ def from_report(report, success: bool, finished: float, duration: float,
             if p.phase is Phase.COLD and not p.unit.endswith(" (ctime refresh)")]  # fmt: skip
     return RunMetrics(
         success=success, finished=finished, duration=duration, dest=report.dest,
-        downtime=report.downtime_seconds, phases=phases,
+        downtime=report.downtime_seconds, freeze=report.freeze_seconds, phases=phases,
         transferred={ph.value: report.bytes_moved(ph) for ph in (Phase.HOT, Phase.COLD)},
         snapshot_bytes=sum(p.stats.total_size for p in cold), snapshots=snapshots,
         recovered=len(report.recovered), offsite=dict(report.offsite),
@@ -119,6 +122,8 @@ def render(m: RunMetrics, last_success: float | None, last_push: float | None = 
         samples["last_success_timestamp_seconds"] = [(dest, last_success)]
     if m.downtime is not None:
         samples["downtime_seconds"] = [(dest, m.downtime)]
+    if m.freeze is not None:
+        samples["freeze_seconds"] = [(dest, m.freeze)]
     if m.phases:
         samples["phase_duration_seconds"] = [
             (f'{dest},phase="{_label(phase)}"', seconds) for phase, seconds in m.phases.items()

@@ -75,15 +75,27 @@ class Plan:
             text += "; again while 16 MiB or more changed during a round"
             steps.append(Stage(Phase.HOT, text))
         steps += [
-            Stage(Phase.STOP, f"stop every service of project '{self.project_name}' "
-                 f"(timeout {self.stop_timeout}s)"),
+            *self._hold(),
             Stage(Phase.COLD, "copy everything, strict: " + ", ".join(u.dest for u in self.units)
                  + "; then copy again files whose ctime shows a change rsync cannot see"),
-            Stage(Phase.START, "start again exactly the services that were running"),
+            self._release(),
             Stage(Phase.FINISH, "write manifest.json, promote staging to snapshots/<time>, "
                  "move latest"),
         ]  # fmt: skip
         return tuple(steps)
+
+
+    def _hold(self) -> list[Stage]:
+        if self.mode is Mode.PAUSE:
+            return [Stage(Phase.PAUSE, f"freeze every running container of project "
+                          f"'{self.project_name}' (docker pause); wait for writes in flight")]
+        return [Stage(Phase.STOP, f"stop every service of project '{self.project_name}' "
+                      f"(timeout {self.stop_timeout}s)")]  # fmt: skip
+
+    def _release(self) -> Stage:
+        if self.mode is Mode.PAUSE:
+            return Stage(Phase.UNPAUSE, "thaw them (docker unpause), on every path")
+        return Stage(Phase.START, "start again exactly the services that were running")
 
 
 def resolved(deployment: Deployment, resolve: Callable[[str], str]) -> Deployment:

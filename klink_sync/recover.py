@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import state
 from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
-from .stack import Stack
+from .stack import Stack, thaw
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 class Recovered:
     services: tuple[str, ...] = ()  # started again: a dead run had stopped them
     restoring: state.Hold | None = None  # a restore left half done (only a restore goes on)
+    thawed: bool = False  # the dead run had frozen them (docker pause), not stopped them
 
     def message(self) -> str:
         if not self.services:
             return ""
-        return (f"started again {', '.join(self.services)}: a klink-sync run that died had "
-                "stopped them")  # fmt: skip
+        did = "thawed" if self.thawed else "started again"
+        return (f"{did} {', '.join(self.services)}: a klink-sync run that died had "
+                f"{'frozen' if self.thawed else 'stopped'} them")  # fmt: skip
 
 
 def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recovered:
@@ -44,6 +46,10 @@ def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recove
             f"nothing is started or backed up; finish it (klink-sync restore {hold.snapshot}) "
             "or undo it (klink-sync restore <its -pre-restore snapshot>)"
         )
+    if hold.how == state.PAUSED:
+        log.warning("%s and did not thaw it: unpausing now", hold.describe())
+        thaw(stack, hold.containers)
+        return Recovered(hold.services, thawed=True)
     log.warning("%s and did not start %s again: starting them now", hold.describe(),
                 ", ".join(hold.services) or "anything")  # fmt: skip
     if hold.services:
@@ -67,8 +73,10 @@ def recover_all(start_timeout: float, compose_commands: Sequence[Sequence[str]]
     for hold in state.all_held():
         try:
             if tuple(hold.compose) not in {tuple(c) for c in compose_commands}:
-                raise UsageError(f"{hold.folder}: the record names compose command "
-                                 f"{list(hold.compose)!r}, not one klink-sync uses: not run")
+                raise UsageError(
+                    f"{hold.folder}: the record names compose command "
+                    f"{list(hold.compose)!r}, not one klink-sync uses: not run"
+                )
             stack = Stack(hold.compose, Path(hold.folder),
                           tuple(Path(f) for f in hold.compose_files))  # fmt: skip
             with state.deployment_locked(Path(hold.folder)):

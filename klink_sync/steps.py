@@ -9,9 +9,9 @@ import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from . import process, rsync
+from . import docker, inflight, process, rsync
 from .destination import STAGING, Destination, Snapshot
-from .models import Phase, Source
+from .models import Mode, Phase, Source
 from .plan import CopyUnit, Plan
 from .stack import Stack
 
@@ -84,6 +84,17 @@ def stop_step(stack: Stack, timeout: int) -> Step:
                 f"stop every service (MariaDB gets {timeout}s to shut down cleanly)")  # fmt: skip
 
 
+def pause_steps(containers: Sequence[str]) -> list[Step]:
+    return [Step(Phase.PAUSE, docker.pause_argv(containers),
+                 "freeze every running container (requests wait, none fails)"),
+            rule(Phase.PAUSE, "wait until the block devices under the volumes have no write "
+                 f"in flight (at most {inflight.DRAIN_TIMEOUT:g}s)")]  # fmt: skip
+
+
+def unpause_step(containers: Sequence[str]) -> Step:
+    return Step(Phase.UNPAUSE, docker.unpause_argv(containers), "thaw them, on every path")
+
+
 def start_step(stack: Stack, services: Sequence[str], recreate: bool = False) -> Step:
     verb = ("up", "-d") if recreate else ("start",)
     return Step(Phase.START, stack.argv(*verb, *services), "start exactly what ran before")
@@ -118,6 +129,7 @@ class Inputs:
     xattrs: dict[str, bool]  # unit -> its walk found an xattr or ACL
     seed: bool = True  # the hot pass copies cold units too
     plain: bool = True  # cold copies without -A -X where no walk found any
+    containers: tuple[str, ...] = ()  # the running services' containers (what a pause freezes)
 
 
 def hot_units(plan: Plan, inputs: Inputs) -> tuple[CopyUnit, ...]:
@@ -137,7 +149,8 @@ def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
         out.append(rule(Phase.HOT, f"again, the files a walk found changed (rsync --files-from), "
                         f"while {HOT_REPEAT_BYTES // 2**20} MiB or more changed during a round "
                         f"(at most {HOT_ROUNDS} rounds)"))  # fmt: skip
-    out.append(stop_step(stack, plan.stop_timeout))
+    frozen = plan.mode is Mode.PAUSE and bool(inputs.before)
+    out += pause_steps(inputs.containers) if frozen else [stop_step(stack, plan.stop_timeout)]
     out.append(rule(Phase.COLD, "first, files whose ctime shows a change rsync cannot see are "
                     "copied again (rsync --files-from)"))  # fmt: skip
     for unit in plan.units:  # side by side; a unit filled hot needs no --link-dest
@@ -146,7 +159,9 @@ def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
         out.append(copy_step(Phase.COLD, unit, inputs.sources[unit.dest], dest,
                              None if filled else inputs.latest, inputs.latest_folders,
                              progress=progress, xattrs=not plain))  # fmt: skip
-    if inputs.before:
+    if frozen:
+        out.append(unpause_step(inputs.containers))
+    elif inputs.before:
         out.append(start_step(stack, inputs.before))
     else:
         out.append(rule(Phase.START, "nothing ran before: the stack is left stopped"))

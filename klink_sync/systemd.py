@@ -57,6 +57,9 @@ def service_unit(
     ProtectSystem=strict (/run/lock and the destination's parents), PrivateUsers.
     """
     command = " ".join(_quote(a) for a in (exec_path, "hot-cold", "--config", config))
+    # after the run ends by any path (a SIGKILL at TimeoutStartSec too): nothing stays
+    # stopped or frozen until the next run
+    recover = " ".join(_quote(a) for a in (exec_path, "recover", "--config", config))
     lines = [
         "[Unit]",
         "Description=klink-sync: hot and cold backup of the K-Link deployment",
@@ -66,6 +69,7 @@ def service_unit(
         "[Service]",
         "Type=oneshot",
         f"ExecStart={command}",
+        f"ExecStopPost={recover}",
         "SyslogIdentifier=klink-sync",
         "Nice=10",
         "IOSchedulingClass=idle",

@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import checksums
@@ -19,6 +20,7 @@ from .dbcheck import Database as Database  # re-exported: verify.Database still 
 from .dbcheck import DatabaseCheck, check_database, databases
 from .destination import MANIFEST, VERIFIED, Destination, Snapshot
 from .errors import KlinkSyncError, UsageError
+from .models import Mode
 from .stack import Interrupted
 
 log = logging.getLogger(__name__)
@@ -191,9 +193,11 @@ def verify_snapshot(dest: Destination, snapshot: Snapshot, sample: float = 100,
              files.summary())  # fmt: skip
     checks: list[DatabaseCheck] = []
     warnings: list[str] = []
+    manifest: Mapping = {}
     if database:
         try:
-            found = databases(dest.manifest(snapshot))
+            manifest = dest.manifest(snapshot)
+            found = databases(manifest)
         except KlinkSyncError as exc:
             checks.append(DatabaseCheck("-", False, str(exc)))
             found = []
@@ -203,8 +207,15 @@ def verify_snapshot(dest: Destination, snapshot: Snapshot, sample: float = 100,
             checks.append(result)
             if result.crash_recovery:
                 warnings.append(f"database {db.service}: the server ran crash recovery on the copy "
-                                "(the datadir was not copied from a clean shutdown)")  # fmt: skip
+                                + _recovery_cause(manifest))  # fmt: skip
     verdict = Verdict(snapshot.name, files, tuple(checks), database, tuple(warnings))
     if verdict.ok:
         write_verified(dest, snapshot, files, database)
     return verdict
+
+
+def _recovery_cause(manifest: Mapping) -> str:
+    """Expected of a frozen copy (crash-consistent by design); a warning sign of any other."""
+    if manifest.get("mode") == Mode.PAUSE.value:
+        return "(expected: a hot-cold --pause snapshot is crash-consistent; InnoDB recovered it)"
+    return "(the datadir was not copied from a clean shutdown)"

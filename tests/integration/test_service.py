@@ -65,6 +65,7 @@ def test_timer_install_writes_units_that_systemd_analyze_verifies(tmp_path):
     assert "OnCalendar=Mon..Fri 02:30\n" in timer and "Persistent=true\n" in timer
     recover = (unit_dir / "klink-sync-recover.service").read_text()
     assert f"ExecStart={KLINK_SYNC} recover --config {config}\n" in recover
+    assert f"ExecStopPost={KLINK_SYNC} recover --config {config}\n" in service
     lines = proc.stdout.splitlines()
     units = ("klink-sync.service", "klink-sync.timer", "klink-sync-recover.service")
     assert lines[:3] == [f"wrote {unit_dir}/{name}" for name in units]

@@ -29,7 +29,7 @@ PUSHED = {"result": "ok", "snapshot": "S", "added_bytes": 4096, "snapshots_total
 
 def _ok(**changes) -> metrics.RunMetrics:
     values = dict(success=True, finished=1_764_000_000.5, duration=42.0, dest=DEST,
-                  downtime=3.25, phases={"preflight": 0.5, "hot": 20.0, "cold": 2.0},
+                  downtime=3.25, freeze=0.0, phases={"preflight": 0.5, "hot": 20.0, "cold": 2.0},
                   transferred={"hot": 1000, "cold": 20}, snapshot_bytes=123_456, snapshots=4,
                   recovered=0, offsite=PUSHED)
     values.update(changes)  # fmt: skip
@@ -44,6 +44,7 @@ def test_a_successful_run() -> None:
     assert parsed["klink_sync_last_success_timestamp_seconds"] == {d: 1_764_000_000.5}
     assert parsed["klink_sync_last_run_duration_seconds"] == {d: 42.0}
     assert parsed["klink_sync_downtime_seconds"] == {d: 3.25}
+    assert parsed["klink_sync_freeze_seconds"] == {d: 0.0}
     assert parsed["klink_sync_phase_duration_seconds"] == {
         (("dest", DEST), ("phase", "preflight")): 0.5,
         (("dest", DEST), ("phase", "hot")): 20.0,

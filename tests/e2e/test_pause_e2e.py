@@ -1,0 +1,232 @@
+"""`klink-sync hot-cold --pause` on the real sample stack: frozen, never stopped.
+
+What the issue asks, measured with Docker itself: no container of the project dies, stops,
+is killed or starts during a run (`docker events`); the snapshot's database starts (InnoDB
+crash recovery is expected of a frozen copy) and `mariadb-check` passes; every row committed
+before the freeze is in it with its file and the right sha256. Ten runs in a row under the
+writer's load, each checked. Faults: SIGTERM and SIGKILL while frozen, and `docker pause`
+failing for one container.
+
+A run is held inside the freeze the way test_killed_run_e2e holds one inside the stop:
+`rsync` on the PATH is a wrapper that, called while the database container is paused,
+touches a marker and hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import KLINK_SYNC, run_cli
+from tests.e2e.conftest import SERVICES, checker, wait_for_rows
+from tests.integration.test_dry_run_is_the_run import planned
+
+RUNS = 10
+HOLD_ACTIONS = {"die", "stop", "kill", "start", "restart"}
+
+HANG_WHILE_FROZEN = """#!/bin/sh
+# rsync while the database is paused (the frozen pass): mark it, then hang until killed
+state=$(docker inspect -f '{{{{.State.Paused}}}}' "$PAUSED_RUN_DB" 2>/dev/null)
+if [ "$state" = true ]; then
+  : > "$PAUSED_RUN_MARK"
+  exec sleep 600
+fi
+exec {rsync} "$@"
+"""
+
+# `docker pause` that fails for one container: the shim pauses the last one first, so the
+# real docker's pause of it fails ("is already paused") while the others are paused
+PAUSE_FAILS_FOR_ONE = """#!/bin/sh
+if [ "$1" = pause ]; then
+  for last in "$@"; do :; done
+  {docker} pause "$last" >/dev/null
+fi
+exec {docker} "$@"
+"""
+
+
+class Events:
+    """Every container event of a project while the block runs, as (action, name): a live
+    `docker events` (replayed history is cut to the daemon's last few hundred events, and
+    healthchecks fill it)."""
+
+    def __init__(self, project: str):
+        self.project, self.seen = project, []
+
+    def __enter__(self) -> Events:
+        self.proc = subprocess.Popen(
+            ["docker", "events", "--filter", "type=container",
+             "--filter", f"label=com.docker.compose.project={self.project}",
+             "--format", "{{.Action}}\t{{.Actor.Attributes.name}}"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.5)  # subscribed before the first run begins
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)  # the last events reach the stream
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        self.seen = [tuple(line.split("\t", 1)) for line in out.splitlines() if line]
+
+    def held(self) -> list:
+        return [(action, name) for action, name in self.seen if action in HOLD_ACTIONS]
+
+    def count(self, action: str) -> int:
+        return sum(1 for seen, _ in self.seen if seen == action)
+
+
+def _project(stack) -> str:
+    return stack.folder.name
+
+
+def _containers(stack) -> dict[str, str]:
+    """container id -> State.Status ('running', 'paused', ...) of the project's containers."""
+    ids = subprocess.run([*shlex.split(stack.compose_cmd), "ps", "-aq"], cwd=stack.folder,
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    out = subprocess.run(["docker", "inspect", "-f", "{{.Id}} {{.State.Status}}", *ids],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return dict(line.split() for line in out.splitlines())
+
+
+def _utc(iso: str, minus: float = 0.0) -> str:
+    """A manifest time, less `minus` seconds, as the checker's --before wants it."""
+    when = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(when.timestamp() - minus, timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S.%f")
+
+
+def test_ten_paused_runs_under_load_never_stop_a_container(fresh_stack, tmp_path):
+    stack = fresh_stack[0]
+    dest = tmp_path / "backup"
+    env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd,
+           "KLINK_SYNC_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    reports = []
+    dry = run_cli("hot-cold", "--pause", "--folder", stack.folder, "--dest", dest, "--dry-run",
+                  env=env).stdout  # fmt: skip
+    with Events(_project(stack)) as events:
+        for i in range(RUNS):
+            proc = run_cli("hot-cold", "--pause", "--folder", stack.folder, "--dest", dest,
+                           "--json", *(["-v"] if i == 0 else []), env=env)  # fmt: skip
+            if i == 0:  # the run executes the commands the dry run printed
+                ran = [line.split(" DEBUG run: ", 1)[1] for line in proc.stderr.splitlines()
+                       if " DEBUG run: " in line]  # fmt: skip
+                holds = [c for c in ran if c.startswith(("docker pause", "docker unpause"))]
+                assert holds == [c for c in planned(dry) if c.startswith("docker ")], dry
+                assert set(planned(dry)) <= set(ran), dry
+            report = json.loads(proc.stdout)
+            assert report["mode"] == "hot-cold-pause" and report["downtime_seconds"] == 0.0
+            assert report["freeze_seconds"] > 0 and "pause" in report["phases"]
+            assert report["services_before"] == SERVICES == report["services_after"]
+            assert set(_containers(stack).values()) == {"running"}
+            reports.append(report)
+    assert not events.held(), f"containers stopped or started during --pause runs: {events.held()}"
+    assert events.count("pause") == events.count("unpause") == RUNS * len(SERVICES)
+
+    for report in reports:
+        snapshot = dest / "snapshots" / report["snapshot"]
+        manifest = json.loads((snapshot / "manifest.json").read_text())
+        assert manifest["mode"] == "hot-cold-pause"
+        assert manifest["consistency"].startswith("crash-consistent")
+        result = checker.check_snapshot(str(snapshot / "folder"), crash_ok=True)
+        assert result["ok"], (report["snapshot"], result["errors"])
+        assert result["check_ok"] and not result["missing_files"] and not result["bad_sha256"]
+        # committed before the freeze: created a second before it (a row whose INSERT ran
+        # just before the pause may commit only after the thaw: then it is not in the copy)
+        before = checker.live_rows(stack.folder, stack.compose_cmd,
+                                   before=_utc(manifest["times"]["pause_begin"], 1.0))  # fmt: skip
+        assert before["rows"] > 0
+        assert set(before["ids"]) <= set(result["ids"]), report["snapshot"]
+    rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
+    wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 10, timeout=60)
+    freezes = sorted(r["freeze_seconds"] for r in reports)
+    print(f"\nfreeze: median {freezes[RUNS // 2]:.2f}s, max {freezes[-1]:.2f}s")
+
+
+def _held_in_the_freeze(stack, dest: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
+    """A --pause run held in its frozen pass (the database container paused)."""
+    env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd,
+           "KLINK_SYNC_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    db = subprocess.run([*shlex.split(stack.compose_cmd), "ps", "-q", "database"], cwd=stack.folder,
+                        capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    bindir, mark = tmp_path / "bin", tmp_path / "frozen-pass-reached"
+    bindir.mkdir()
+    (bindir / "rsync").write_text(HANG_WHILE_FROZEN.format(rsync=shutil.which("rsync")))
+    (bindir / "rsync").chmod(0o755)
+    run_env = {**os.environ, **env, "PATH": f"{bindir}:{os.environ['PATH']}",
+               "PAUSED_RUN_DB": db, "PAUSED_RUN_MARK": str(mark)}  # fmt: skip
+    log = (tmp_path / "paused-run.log").open("w")
+    proc = subprocess.Popen([KLINK_SYNC, "hot-cold", "--pause", "--folder", str(stack.folder),
+                             "--dest", str(dest)], env=run_env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not mark.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+            pytest.fail(f"the run never reached its frozen pass:\n"
+                        f"{(tmp_path / 'paused-run.log').read_text()}")  # fmt: skip
+        time.sleep(0.1)
+    assert set(_containers(stack).values()) == {"paused"}
+    return proc, env
+
+
+def _no_snapshot(dest: Path) -> None:
+    promoted = list((dest / "snapshots").iterdir()) if (dest / "snapshots").exists() else []
+    assert promoted == [], promoted
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_signal_in_the_freeze_leaves_the_stack_thawed(fresh_stack, tmp_path, how):
+    stack = fresh_stack[0]
+    dest = tmp_path / "backup"
+    proc, env = _held_in_the_freeze(stack, dest, tmp_path)
+    if how == "SIGTERM":
+        os.kill(proc.pid, signal.SIGTERM)  # klink-sync alone, as systemd's stop would
+        assert proc.wait(timeout=60) == 1
+        said = (tmp_path / "paused-run.log").read_text()
+        assert "klink-sync: error: interrupted by SIGTERM" in said, said
+        assert "thawed (docker unpause): 3 container(s)" in said, said
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(1)
+        assert set(_containers(stack).values()) == {"paused"}, "thawed by nobody?"
+        # the next command on the deployment thaws it first (here: what the timer's
+        # ExecStopPost and the boot unit run)
+        said = run_cli("recover", env=env).stdout
+        assert "thawed database, engine, kbox: a klink-sync run that died had frozen them" in said
+    assert set(_containers(stack).values()) == {"running"}
+    assert not list((tmp_path / "state" / "holds").glob("*.json")), "the record is left"
+    _no_snapshot(dest)
+    rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
+    wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 5, timeout=60)
+
+
+def test_docker_pause_failing_for_one_container_thaws_the_others(fresh_stack, tmp_path):
+    stack = fresh_stack[0]
+    dest = tmp_path / "backup"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(PAUSE_FAILS_FOR_ONE.format(docker=shutil.which("docker")))
+    (bindir / "docker").chmod(0o755)
+    env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd, "PATH": f"{bindir}:{os.environ['PATH']}",
+           "KLINK_SYNC_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    with Events(_project(stack)) as events:
+        proc = run_cli("hot-cold", "--pause", "--folder", stack.folder, "--dest", dest,
+                       env=env, check=1)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("klink-sync: error: ") and "already paused" in lines[-1], lines
+    assert set(_containers(stack).values()) == {"running"}
+    assert not events.held(), events.held()
+    assert events.count("pause") == events.count("unpause") == len(SERVICES)
+    _no_snapshot(dest)
+    assert not list((tmp_path / "state" / "holds").glob("*.json"))
