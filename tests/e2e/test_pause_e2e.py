@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KLINK_SYNC, run_cli
-from tests.e2e.conftest import SERVICES, checker, wait_for_rows
+from tests.e2e.conftest import SERVICES, checker, probe, wait_for_rows
 from tests.integration.test_dry_run_is_the_run import planned
 
 RUNS = 10
@@ -113,7 +113,7 @@ def test_ten_paused_runs_under_load_never_stop_a_container(fresh_stack, tmp_path
     reports = []
     dry = run_cli("hot-cold", "--pause", "--folder", stack.folder, "--dest", dest, "--dry-run",
                   env=env).stdout  # fmt: skip
-    with Events(_project(stack)) as events:
+    with Events(_project(stack)) as events, probe.Probe(stack.folder) as requests:
         for i in range(RUNS):
             proc = run_cli("hot-cold", "--pause", "--folder", stack.folder, "--dest", dest,
                            "--json", *(["-v"] if i == 0 else []), env=env)  # fmt: skip
@@ -129,6 +129,9 @@ def test_ten_paused_runs_under_load_never_stop_a_container(fresh_stack, tmp_path
             assert report["services_before"] == SERVICES == report["services_after"]
             assert set(_containers(stack).values()) == {"running"}
             reports.append(report)
+    asked = requests.summary()
+    assert asked["requests"] > 100 and asked["posts"] > 0, asked
+    assert asked["failed"] == 0, f"HTTP requests failed during --pause runs: {asked}"
     assert not events.held(), f"containers stopped or started during --pause runs: {events.held()}"
     assert events.count("pause") == events.count("unpause") == RUNS * len(SERVICES)
 
@@ -149,7 +152,8 @@ def test_ten_paused_runs_under_load_never_stop_a_container(fresh_stack, tmp_path
     rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
     wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 10, timeout=60)
     freezes = sorted(r["freeze_seconds"] for r in reports)
-    print(f"\nfreeze: median {freezes[RUNS // 2]:.2f}s, max {freezes[-1]:.2f}s")
+    print(f"\nfreeze: median {freezes[RUNS // 2]:.2f}s, max {freezes[-1]:.2f}s; requests: "
+          f"{asked['requests']}, slowest {asked['max_latency']:.2f}s")
 
 
 def _held_in_the_freeze(stack, dest: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
