@@ -21,7 +21,7 @@ from .plan import Plan
 from .preflight import Preflight, preflight, resolve_sources
 from .recover import recover
 from .retention import Retention
-from .stack import Stack, paused_stack, signals_raise, stopped_stack
+from .stack import Stack, Survey, check_frozen, paused_stack, signals_raise, stopped_stack
 from .state import deployment_locked
 from .steps import Step, backup_steps, landing
 
@@ -108,16 +108,19 @@ class Run:
         the stack frozen (docker pause), never stopped; crash-consistent, as a power cut at
         the pause would leave the disks."""
         before = self.pre.before
-        ids = self.pre.survey.ids(before)
-        if before and not ids:
-            raise UsageError("hot-cold --pause freezes containers through Docker, and compose "
-                             "named none running: use hot-cold")  # fmt: skip
+        check_pausable(self.pre.survey, before)
         self.hot_pass()
+        project = self.stack.project_of(self.pre.survey.ids(before)) if before else ""
+        # listed again now: a container started during the hot rounds is frozen too
+        states = self.stack.project_states(project) if project else {}
+        ids = sorted(cid for cid, st in states.items() if st == "running")
         with paused_stack(self.stack, before, ids) as window:
             drained = inflight.drain(s.path for s in self.pre.sources.values())
             if drained:
                 self.passes.warnings.append(drained)
             self.cold_pass()
+            if project:
+                check_frozen(self.stack, project, window.frozen)
         return self.with_checksums(self.finish(window.times))
 
     def sums_while_starting(self) -> None:
@@ -195,6 +198,14 @@ class Run:
             return done  # written into staging while the stack started
         latest = self.pre.latest.rel if self.pre.latest else None
         return self.dest.write_sums(snapshot.rel, latest)
+
+
+def check_pausable(survey: Survey, before: tuple[str, ...]) -> None:
+    """--pause freezes containers through Docker: refused, before anything is copied, when
+    compose names none (a stand-in compose without Docker)."""
+    if before and not survey.ids(before):
+        raise UsageError("hot-cold --pause freezes containers through Docker, and compose "
+                         "named none running: use hot-cold")  # fmt: skip
 
 
 def hold_phases(times: Mapping[str, float]) -> tuple[dict[str, float], float, float]:
@@ -294,6 +305,8 @@ def dry_run(plan: Plan, dest: Destination, stack: Stack, options: RunOptions) ->
     """The commands a run would issue now, in order; reads, touches nothing."""
     dest.check_usable(options.require_mount)
     pre = preflight(plan, dest, stack)
+    if plan.mode is Mode.PAUSE:
+        check_pausable(pre.survey, pre.before)
     dest.show_as_locked()
     inputs = pre.inputs(options.cuts.seed, options.cuts.plain)
     return backup_steps(plan, dest, stack, inputs, progress=options.progress is not None)

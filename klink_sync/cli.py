@@ -484,6 +484,10 @@ ExecOpt = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--exec", help="the klink-sync command the service runs (default: this one)"),
 ]
+ModeOpt = Annotated[
+    str, typer.Option("--mode", help="what the service runs: " + ", ".join(systemd.MODE_WORDS)
+                      + " (hot-cold-pause: hot-cold --pause)"),
+]  # fmt: skip
 
 
 def _this_command() -> str:
@@ -511,7 +515,10 @@ def _check_calendar(spec: str) -> None:
                          f"({exc.result.last_error_line})") from None  # fmt: skip
 
 
-def _unit_files(on_calendar: str, config: Path, exec_path: Path | None) -> dict[str, str]:
+def _unit_files(on_calendar: str, config: Path, exec_path: Path | None,
+                mode: str = "hot-cold") -> dict[str, str]:  # fmt: skip
+    if mode not in systemd.MODE_WORDS:
+        raise UsageError(f"--mode {mode}: not one of {', '.join(systemd.MODE_WORDS)}")
     _check_calendar(on_calendar)
     command = str(exec_path.absolute()) if exec_path else _this_command()
     if not os.access(command, os.X_OK):
@@ -532,7 +539,7 @@ def _unit_files(on_calendar: str, config: Path, exec_path: Path | None) -> dict[
                     "`klink-sync timer install` again so the service may write to its dest",
                     config, config)  # fmt: skip
     try:
-        return systemd.units(command, str(config), on_calendar, writable)
+        return systemd.units(command, str(config), on_calendar, writable, mode)
     except systemd.UnitValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -543,9 +550,10 @@ def timer_print(
     config: UnitConfigOpt = Path(systemd.DEFAULT_CONFIG),
     unit_dir: UnitDirOpt = Path(systemd.UNIT_DIR),
     exec_path: ExecOpt = None,
+    mode: ModeOpt = "hot-cold",
 ) -> None:  # fmt: skip
     """Print the service and timer units (nothing is written)."""
-    files = _unit_files(on_calendar, config, exec_path)
+    files = _unit_files(on_calendar, config, exec_path, mode)
     for name, text in files.items():
         typer.echo(f"# {unit_dir.absolute() / name}\n{text}")
     typer.echo("# to install them: klink-sync timer install, then:")
@@ -558,9 +566,10 @@ def timer_install(
     config: UnitConfigOpt = Path(systemd.DEFAULT_CONFIG),
     unit_dir: UnitDirOpt = Path(systemd.UNIT_DIR),
     exec_path: ExecOpt = None,
+    mode: ModeOpt = "hot-cold",
 ) -> None:  # fmt: skip
     """Write klink-sync.service and klink-sync.timer into the unit folder."""
-    files = _unit_files(on_calendar, config, exec_path)
+    files = _unit_files(on_calendar, config, exec_path, mode)
     try:
         written = systemd.write_units(unit_dir.absolute(), files)
     except OSError as exc:

@@ -89,6 +89,21 @@ def unpause_argv(ids: Sequence[str]) -> tuple[str, ...]:
     return (DOCKER, "unpause", *ids)
 
 
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+def project_of_argv(ids: Sequence[str]) -> tuple[str, ...]:
+    """The Compose project each container belongs to, as Compose labelled it."""
+    return inspect_argv(f'{{{{index .Config.Labels "{PROJECT_LABEL}"}}}}', *ids)
+
+
+def project_containers_argv(project: str) -> tuple[str, ...]:
+    """Every container of a project, one-off ones too, with its state (running, paused...):
+    what a freeze must hold, and the proof afterwards that it held."""
+    return (DOCKER, "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}",
+            "--format", "{{.ID}} {{.State}}")  # fmt: skip
+
+
 # ------------------------------------------------------------------ inspect
 
 

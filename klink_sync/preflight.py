@@ -36,7 +36,7 @@ class Preflight:
     def inputs(self, seed: bool = True, plain: bool = True) -> Inputs:
         xattrs = {k: s.xattrs for k, s in self.first_scans.items()}
         return Inputs(self.sources, self.before, self.latest, self.latest_folders, xattrs,
-                      seed, plain, self.survey.ids(self.before))  # fmt: skip
+                      seed, plain, tuple(sorted(self.survey.ids(self.before))))  # fmt: skip
 
     def bytes_needed(self, plan: Plan) -> int:
         """What the copies would write: every file that is new, or has another size or

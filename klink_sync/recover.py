@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import state
-from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
+from .errors import KlinkSyncError, LockedError, RestartFailed, RunFailed, UsageError
 from .stack import Stack, thaw
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recove
         )
     if hold.how == state.PAUSED:
         log.warning("%s and did not thaw it: unpausing now", hold.describe())
-        thaw(stack, hold.containers)
-        return Recovered(hold.services, thawed=True)
+        # the record is data: only containers of this deployment's own project are thawed
+        ours = stack.all_container_ids()
+        thawed = thaw(stack, [cid for cid in hold.containers if cid in ours])
+        return Recovered(hold.services if thawed else (), thawed=True)
     log.warning("%s and did not start %s again: starting them now", hold.describe(),
                 ", ".join(hold.services) or "anything")  # fmt: skip
     if hold.services:
@@ -81,6 +83,8 @@ def recover_all(start_timeout: float, compose_commands: Sequence[Sequence[str]]
                           tuple(Path(f) for f in hold.compose_files))  # fmt: skip
             with state.deployment_locked(Path(hold.folder)):
                 done.append((hold.folder, recover(stack, start_timeout)))
+        except LockedError:  # a run holds it, alive: what it holds is its own to release
+            log.info("%s: a klink-sync run holds it now: left to that run", hold.folder)
         except KlinkSyncError as exc:
             done.append((hold.folder, exc))
         except OSError as exc:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import docker, process, state
-from .errors import KlinkSyncError, RestartFailed, UsageError
+from .errors import KlinkSyncError, RestartFailed, RunFailed, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -79,26 +79,55 @@ class Stack:
     def stop(self, timeout: int) -> None:
         self._run(docker.compose_stop_argv(self.compose, self.compose_files, timeout))
 
-    def pause(self, ids: Sequence[str]) -> None:
-        if ids:
+    def pause(self, ids: Sequence[str]) -> tuple[list[str], str]:
+        """Freeze `ids` in one call: the ones frozen, and the error ('' if none). A container
+        the daemon names in its error (already paused by someone, gone) is not ours to thaw."""
+        if not ids:
+            return [], ""
+        try:
             process.run(docker.pause_argv(ids))
+            return list(ids), ""
+        except process.CommandFailed as exc:
+            said = exc.result.stderr if exc.result is not None else str(exc)
+            return [cid for cid in ids if cid not in said], str(exc)
 
     def unpause(self, ids: Sequence[str]) -> None:
         if ids:
             process.run(docker.unpause_argv(ids))
 
     @staticmethod
-    def frozen(ids: Sequence[str]) -> list[str]:
-        """Those of `ids` that are paused now (a container gone since is not)."""
+    def still_frozen(ids: Sequence[str]) -> list[str]:
+        """Those of `ids` that are paused now, or that Docker could not tell about (a daemon
+        that does not answer is no proof of a thaw); a container gone since is not."""
         frozen = []
         for cid in ids:
             try:
                 out = process.run(docker.inspect_argv("{{.State.Paused}}", cid)).stdout
-            except process.CommandFailed:
+            except process.CommandFailed as exc:
+                said = exc.result.stderr if exc.result is not None else str(exc)
+                if "No such" not in said:
+                    frozen.append(cid)
                 continue
-            if out.strip() == "true":
+            if out.strip() != "false":
                 frozen.append(cid)
         return frozen
+
+    @staticmethod
+    def project_of(ids: Sequence[str]) -> str:
+        """The Compose project of running containers (as Compose labelled them)."""
+        labels = process.run(docker.project_of_argv(ids[:1])).stdout.split()
+        if not labels:
+            raise UsageError(f"container {ids[0][:12]} has no Compose project label")
+        return labels[0]
+
+    @staticmethod
+    def project_states(project: str) -> dict[str, str]:
+        """id -> state of every container of the project, one-off ones too."""
+        out = process.run(docker.project_containers_argv(project)).stdout
+        return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+
+    def all_container_ids(self) -> set[str]:
+        return set(self._ids(()))
 
     def start(self, services: Sequence[str]) -> None:
         if services:
@@ -338,58 +367,79 @@ class FreezeWindow:
     """What a paused_stack block shares with its caller."""
 
     times: dict[str, float] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)  # the containers this run paused
 
 
 @contextmanager
-def paused_stack(
-    stack: Stack, running: Sequence[str], ids: Sequence[str]
-) -> Iterator[FreezeWindow]:
-    """Freeze the containers `ids` (docker pause); on leaving, by any path, thaw them.
+def paused_stack(stack: Stack, running: Sequence[str], ids: Sequence[str]
+                 ) -> Iterator[FreezeWindow]:  # fmt: skip
+    """Freeze the containers `ids` (docker pause); on leaving, by any path, thaw the ones
+    this run froze, and only those.
 
-    Recorded on disk first, so the next klink-sync command thaws a stack a killed run left
-    frozen. If the pause fails for one container, the others are thawed before the error
-    goes on. One signal handler covers both halves, as for stopped_stack.
+    Recorded on disk first (inside the signal handler: a signal from the record on reaches
+    the thaw), so the next klink-sync command thaws a stack a killed run left frozen.
     """
     window = FreezeWindow()
     times = window.times
     hold = state.Hold(str(stack.folder), tuple(stack.compose),
                       tuple(map(str, stack.compose_files)), tuple(running), state.PAUSED,
                       os.getpid(), state.now(), containers=tuple(ids))  # fmt: skip
-    state.record(hold)
     with signals_raise() as guard:
+        window.frozen = list(ids)  # until the pause says otherwise: thaw errs on the safe side
         try:
+            state.record(hold)
             times["pause_begin"] = time.time()
             log.info("freezing the stack (docker pause): %s", ", ".join(running))
-            stack.pause(ids)
+            window.frozen, error = stack.pause(ids)
+            if error:
+                state.record(replace(hold, containers=tuple(window.frozen)))
+                raise RunFailed(f"{error}; nothing copied, the containers this run froze are "
+                                "thawed")  # fmt: skip
             times["pause_end"] = time.time()
             yield window
         finally:
             guard.deferring = True
             times["unpause_begin"] = time.time()
-            thaw(stack, ids)
+            thaw(stack, window.frozen)
             times["unpause_end"] = time.time()
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is thawed)")
 
 
-def thaw(stack: Stack, ids: Sequence[str]) -> None:
-    """Unpause whichever of `ids` is paused, then forget the hold; RestartFailed (70) when
-    one stays frozen: its users wait until someone unpauses it."""
-    error = ""
+def check_frozen(stack: Stack, project: str, frozen: Sequence[str]) -> None:
+    """At the end of the frozen copy, proof that the freeze held: no container of the project
+    runs (one started, or thawed by someone, during the copy), every one frozen still is."""
+    states = stack.project_states(project)
+    moved = [cid[:12] for cid, st in states.items() if st == "running"]
+    moved += [cid[:12] for cid in frozen if states.get(cid, "paused") != "paused"]
+    if moved:
+        raise RunFailed(f"container {', '.join(sorted(set(moved)))} of project {project} ran "
+                        "during the frozen copy (started or thawed meanwhile): the copy is not "
+                        "of one instant; nothing promoted")  # fmt: skip
+
+
+def thaw(stack: Stack, ids: Sequence[str]) -> list[str]:
+    """Unpause `ids`, then forget the hold; the ones thawed. RestartFailed (70), the hold
+    kept, when one stays frozen or Docker cannot tell: its users wait until someone
+    unpauses it."""
+    error, thawed = "", list(ids)
     try:
         stack.unpause(ids)  # the usual path: one call, every one of them paused
         still: list[str] = []
-    except KlinkSyncError as exc:  # some were not paused (a failed pause), or are gone
+    except process.CommandFailed as exc:  # some were not paused, are gone, or Docker is away
         error = str(exc)
-        still = stack.frozen(ids)
+        paused = stack.still_frozen(ids)
         try:
-            stack.unpause(still)
-        except KlinkSyncError as again:
+            stack.unpause(paused)
+        except process.CommandFailed as again:
             error = str(again)
-        still = stack.frozen(still)
+        still = stack.still_frozen(paused)
+        thawed = [cid for cid in ids if cid not in still]
     if still:
         raise RestartFailed(f"containers still frozen: {', '.join(c[:12] for c in still)}"
                             f"{' (' + error + ')' if error else ''}; thaw them now with: "
                             f"{process.show(docker.unpause_argv(still))}")  # fmt: skip
-    log.info("thawed (docker unpause): %d container(s)", len(ids))
+    if thawed:
+        log.info("thawed (docker unpause): %d container(s)", len(thawed))
     state.clear(stack.folder)
+    return thawed

@@ -85,6 +85,8 @@ def stop_step(stack: Stack, timeout: int) -> Step:
 
 
 def pause_steps(containers: Sequence[str]) -> list[Step]:
+    if not containers:
+        return [rule(Phase.PAUSE, "nothing runs: nothing to freeze")]
     return [Step(Phase.PAUSE, docker.pause_argv(containers),
                  "freeze every running container (requests wait, none fails)"),
             rule(Phase.PAUSE, "wait until the block devices under the volumes have no write "
@@ -92,6 +94,8 @@ def pause_steps(containers: Sequence[str]) -> list[Step]:
 
 
 def unpause_step(containers: Sequence[str]) -> Step:
+    if not containers:
+        return rule(Phase.UNPAUSE, "nothing to thaw")
     return Step(Phase.UNPAUSE, docker.unpause_argv(containers), "thaw them, on every path")
 
 
@@ -149,7 +153,7 @@ def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
         out.append(rule(Phase.HOT, f"again, the files a walk found changed (rsync --files-from), "
                         f"while {HOT_REPEAT_BYTES // 2**20} MiB or more changed during a round "
                         f"(at most {HOT_ROUNDS} rounds)"))  # fmt: skip
-    frozen = plan.mode is Mode.PAUSE and bool(inputs.before)
+    frozen = plan.mode is Mode.PAUSE
     out += pause_steps(inputs.containers) if frozen else [stop_step(stack, plan.stop_timeout)]
     out.append(rule(Phase.COLD, "first, files whose ctime shows a change rsync cannot see are "
                     "copied again (rsync --files-from)"))  # fmt: skip

@@ -42,10 +42,16 @@ def _path_setting(path: str) -> str:
     return f'"-{value}"' if any(c.isspace() for c in value) else f"-{value}"
 
 
+# the command words of each mode (Mode's values): what the nightly service runs
+MODE_WORDS = {"cold": ("cold",), "hot-cold": ("hot-cold",),
+              "hot-cold-pause": ("hot-cold", "--pause"), "live": ("live",)}  # fmt: skip
+
+
 def service_unit(
     exec_path: str,
     config: str = DEFAULT_CONFIG,
     writable: Sequence[str] = (),
+    mode: str = "hot-cold",
 ) -> str:
     """The oneshot service: one run, low priority, hardened, as root (Docker, owners).
 
@@ -56,7 +62,7 @@ def service_unit(
     PrivateDevices/PrivateNetwork/RestrictAddressFamilies (the Docker socket, pings),
     ProtectSystem=strict (/run/lock and the destination's parents), PrivateUsers.
     """
-    command = " ".join(_quote(a) for a in (exec_path, "hot-cold", "--config", config))
+    command = " ".join(_quote(a) for a in (exec_path, *MODE_WORDS[mode], "--config", config))
     # after the run ends by any path (a SIGKILL at TimeoutStartSec too): nothing stays
     # stopped or frozen until the next run
     recover = " ".join(_quote(a) for a in (exec_path, "recover", "--config", config))
@@ -126,9 +132,11 @@ def units(
     config: str = DEFAULT_CONFIG,
     on_calendar: str = DEFAULT_CALENDAR,
     writable: Sequence[str] = (),
+    mode: str = "hot-cold",
 ) -> dict[str, str]:
     """The units by file name: the nightly service and its timer, and the boot-time one."""
-    return {SERVICE: service_unit(exec_path, config, writable), TIMER: timer_unit(on_calendar),
+    return {SERVICE: service_unit(exec_path, config, writable, mode),
+            TIMER: timer_unit(on_calendar),
             RECOVER: recover_unit(exec_path, config)}  # fmt: skip
 
 

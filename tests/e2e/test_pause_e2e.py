@@ -14,6 +14,7 @@ touches a marker and hangs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -43,14 +44,25 @@ fi
 exec {rsync} "$@"
 """
 
-# `docker pause` that fails for one container: the shim pauses the last one first, so the
-# real docker's pause of it fails ("is already paused") while the others are paused
-PAUSE_FAILS_FOR_ONE = """#!/bin/sh
-if [ "$1" = pause ]; then
-  for last in "$@"; do :; done
-  {docker} pause "$last" >/dev/null
+# Docker misbehaving at chosen moments, through a `docker` first on the PATH ($SHIM):
+#   admin-pause  the admin pauses the last container just before klink-sync's pause
+#   thawed       someone unpauses the last container right after the pause
+#   started      a stopped container of the project is started just before the pause
+#   away         the daemon stops answering unpause and inspect from the first unpause on
+SHIM = """#!/bin/sh
+real={docker}
+for last in "$@"; do :; done
+case "$SHIM:$1" in
+  admin-pause:pause) "$real" pause "$last" >/dev/null ;;
+  thawed:pause) "$real" "$@"; rc=$?; "$real" unpause "$last" >/dev/null; exit $rc ;;
+  started:pause) "$real" start "$SHIM_START" >/dev/null ;;
+  away:unpause) : > "$SHIM_AWAY" ;;
+esac
+if [ "$SHIM" = away ] && [ -e "$SHIM_AWAY" ] && [ "$1" != compose ]; then
+  echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2
+  exit 1
 fi
-exec {docker} "$@"
+exec "$real" "$@"
 """
 
 
@@ -149,6 +161,10 @@ def test_ten_paused_runs_under_load_never_stop_a_container(fresh_stack, tmp_path
                                    before=_utc(manifest["times"]["pause_begin"], 1.0))  # fmt: skip
         assert before["rows"] > 0
         assert set(before["ids"]) <= set(result["ids"]), report["snapshot"]
+    # verify boots the latest: crash recovery is expected of a frozen copy, not an error
+    verified = run_cli("verify", "--database", "--dest", dest, env=env)
+    said = verified.stdout + verified.stderr
+    assert "expected: a hot-cold --pause snapshot is crash-consistent" in said, said
     rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
     wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 10, timeout=60)
     freezes = sorted(r["freeze_seconds"] for r in reports)
@@ -215,22 +231,75 @@ def test_a_signal_in_the_freeze_leaves_the_stack_thawed(fresh_stack, tmp_path, h
     wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 5, timeout=60)
 
 
-def test_docker_pause_failing_for_one_container_thaws_the_others(fresh_stack, tmp_path):
-    stack = fresh_stack[0]
-    dest = tmp_path / "backup"
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "docker").write_text(PAUSE_FAILS_FOR_ONE.format(docker=shutil.which("docker")))
-    (bindir / "docker").chmod(0o755)
-    env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd, "PATH": f"{bindir}:{os.environ['PATH']}",
-           "KLINK_SYNC_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+def _shimmed(stack, tmp_path: Path, dest: Path, shim: str, extra: dict, code: int) -> str:
+    """A --pause run with Docker misbehaving as `shim` says: its last stderr line."""
+    path = f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd, "PATH": path, "SHIM": shim,
+           "KLINK_SYNC_STATE_DIR": str(tmp_path / "state"), **extra}  # fmt: skip
     with Events(_project(stack)) as events:
         proc = run_cli("hot-cold", "--pause", "--folder", stack.folder, "--dest", dest,
-                       env=env, check=1)  # fmt: skip
-    lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("klink-sync: error: ") and "already paused" in lines[-1], lines
-    assert set(_containers(stack).values()) == {"running"}
-    assert not events.held(), events.held()
-    assert events.count("pause") == events.count("unpause") == len(SERVICES)
+                       env=env, check=code)  # fmt: skip
+    assert not [e for e in events.held() if not (shim == "started" and e[0] == "start")]
     _no_snapshot(dest)
-    assert not list((tmp_path / "state" / "holds").glob("*.json"))
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_freeze_that_does_not_hold_is_never_promoted(fresh_stack, tmp_path):
+    """docker pause failing for one container, a thaw or a start by someone else during the
+    copy, the daemon away at the thaw, a tampered record: each one fails the run, thaws
+    what this run froze and nothing else."""
+    stack, dest = fresh_stack[0], tmp_path / "backup"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "docker").write_text(SHIM.format(docker=shutil.which("docker")))
+    (tmp_path / "bin" / "docker").chmod(0o755)
+    holds = tmp_path / "state" / "holds"
+    env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd, "KLINK_SYNC_STATE_DIR": str(tmp_path / "state")}
+
+    said = _shimmed(stack, tmp_path, dest, "admin-pause", {}, 1)
+    assert said.startswith("klink-sync: error: ") and "already paused" in said, said
+    states = _containers(stack)
+    admins = max(states)  # the last id: the one the admin paused stays paused
+    assert states.pop(admins) == "paused" and set(states.values()) == {"running"}
+    subprocess.run(["docker", "unpause", admins], check=True, capture_output=True)
+    assert not list(holds.glob("*.json"))
+
+    said = _shimmed(stack, tmp_path, dest, "thawed", {}, 1)
+    assert "ran during the frozen copy" in said and "nothing promoted" in said, said
+    assert set(_containers(stack).values()) == {"running"} and not list(holds.glob("*.json"))
+
+    stack.compose("stop", "engine")
+    engine = subprocess.run([*shlex.split(stack.compose_cmd), "ps", "-aq", "engine"],
+                            cwd=stack.folder, capture_output=True, text=True).stdout.strip()
+    said = _shimmed(stack, tmp_path, dest, "started", {"SHIM_START": engine}, 1)
+    assert "ran during the frozen copy" in said, said
+    assert set(_containers(stack).values()) == {"running"} and not list(holds.glob("*.json"))
+
+    said = _shimmed(stack, tmp_path, dest, "away", {"SHIM_AWAY": str(tmp_path / "away")}, 70)
+    assert "containers still frozen" in said and "docker unpause" in said, said
+    assert set(_containers(stack).values()) == {"paused"} and list(holds.glob("*.json"))
+    assert "thawed database, engine, kbox" in run_cli("recover", env=env).stdout
+    assert set(_containers(stack).values()) == {"running"} and not list(holds.glob("*.json"))
+
+    # a record is data: a container of another project named in it is not thawed
+    other = subprocess.run(["docker", "run", "-d", "--rm", "klink-sample/base:bookworm", "sleep",
+                            "300"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        subprocess.run(["docker", "pause", other], check=True, capture_output=True)
+        key = hashlib.sha256(os.fsencode(os.path.realpath(stack.folder))).hexdigest()[:16]
+        record = {"folder": str(stack.folder), "compose": shlex.split(stack.compose_cmd),
+                  "compose_files": [str(stack.folder / "docker-compose.yml")],
+                  "services": SERVICES, "how": "paused", "pid": 1, "since": "x",
+                  "containers": [other]}  # fmt: skip
+        (holds / f"{key}.json").write_text(json.dumps(record))
+        (holds / f"{key}.json").chmod(0o600)
+        run_cli("recover", env=env)
+        assert _state(other) == "paused" and not list(holds.glob("*.json"))
+    finally:
+        subprocess.run(["docker", "rm", "-f", other], capture_output=True)
+    rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
+    wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 5, timeout=60)
+
+
+def _state(cid: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", cid],
+                          capture_output=True, text=True, check=True).stdout.strip()

@@ -61,3 +61,50 @@ def test_bare_script_lines_from_dry_run():
 def test_dry_run_without_a_stop_is_refused():
     with pytest.raises(BenchError):
         parse_dry_run("commands\n  [hot] rsync a b\n")
+
+
+def test_freeze_from_the_first_pause_to_the_last_unpause():
+    from scripts.bench.probe import freeze_fields
+
+    events = [{"action": "pause", "service": "database", "t": 10.0},
+              {"action": "pause", "service": "kbox", "t": 10.1},
+              {"action": "unpause", "service": "database", "t": 10.6},
+              {"action": "unpause", "service": "kbox", "t": 10.75}]  # fmt: skip
+    got = freeze_fields(events)
+    assert round(got["freeze"], 2) == 0.75 and got["frozen"] == ["database", "kbox"]
+    assert got["container_events"] == {"database": ["pause", "unpause"],
+                                       "kbox": ["pause", "unpause"]}  # fmt: skip
+    stop = freeze_fields([{"action": "stop", "service": "kbox", "t": 1.0}])
+    assert stop["freeze"] is None and stop["frozen"] == []
+
+
+def test_users_fields_from_the_sample_probe_summary():
+    from scripts.bench.probe import users_fields
+
+    summary = {"requests": 50, "failed": 7, "slow": 1, "max_latency": 2.5,
+               "failed_windows": [(1.0, 2.0), (5.0, 5.5)], "errors": {"refused": 7}}  # fmt: skip
+    got = users_fields(summary)
+    assert got == {"http_requests": 50, "http_failed": 7, "http_slow": 1,
+                   "http_max_latency": 2.5, "http_failing_s": 1.5,
+                   "http_errors": {"refused": 7}}  # fmt: skip
+
+
+def test_the_sample_probe_loads_by_its_path():
+    from scripts.bench.probe import sample_probe
+
+    probe = sample_probe()
+    assert probe.Probe("bench-1").target == "bench-1" and probe.PORT == 8080
+
+
+def test_freeze_and_commit_block_kept_from_the_report():
+    from scripts.bench.methods import STOPLESS
+
+    pause = from_klink_report({"mode": "hot-cold-pause", "downtime_seconds": 0.0,
+                               "freeze_seconds": 0.4})  # fmt: skip
+    assert pause["self_freeze"] == 0.4 and pause["commit_block"] is None
+    assert pause["mode"] == "hot-cold-pause" and pause["self_downtime"] == 0.0
+    live = from_klink_report({"mode": "live", "freeze_seconds": 0.2, "commit_block_seconds": 0.03})
+    assert live["commit_block"] == 0.03
+    nested = from_klink_report({"mode": "live", "database": {"commit_block_seconds": 0.05}})
+    assert nested["commit_block"] == 0.05
+    assert "live" in STOPLESS and "hot-cold --pause" in STOPLESS and "hot-cold" not in STOPLESS

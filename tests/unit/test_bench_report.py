@@ -136,3 +136,109 @@ def test_render_offsite_push_rows():
             "**no** |") in text  # fmt: skip
     assert "in this order: F, P, H1, bare-H1, H2, bare-H2 (the 1% change" in text  # no offsite rows
     assert "| **offsite-1**" not in text  # not in the downtime table
+
+
+def stopless_rows():
+    """Two repetitions of hot-cold --pause and live, first and incremental, with the HTTP
+    probe's counts; F and H2 get theirs too (F's failures: the baseline)."""
+    rows = []
+    for rep in (1, 2):
+        for n in (1, 2):
+            rows.append(row(f"pause-{n}", rep, 0.0, 14.0 + rep, freeze=0.5 + 0.1 * rep,
+                            self_freeze=0.55, frozen=["database", "engine", "kbox"],
+                            http_requests=100, http_failed=0, http_slow=1,
+                            http_max_latency=0.6 + 0.1 * rep, http_failing_s=0.0))  # fmt: skip
+            rows.append(row(f"live-{n}", rep, 0.0, 18.0 + 2 * rep, freeze=0.2, frozen=["engine"],
+                            self_freeze=0.25, commit_block=0.01 * rep, http_requests=120,
+                            http_failed=0, http_slow=0, http_max_latency=0.3,
+                            http_failing_s=0.0))  # fmt: skip
+    return rows
+
+
+def with_http(results):
+    """F and H2 rows with the probe's counts."""
+    for r in results:
+        if r["method"] in ("F", "H2"):
+            r.update(http_requests=60, http_failed=40 + r["rep"], http_slow=0,
+                     http_max_latency=1.5, http_failing_s=r["downtime"])  # fmt: skip
+    return results
+
+
+RESTORE = {"source": "live-2", "snapshot": "2026-01-01T000000Z", "image": "db:1",
+           "dump": {"bytes": 60 * MIB, "seconds": 3.0}, "datadir_bytes": 80 * MIB,
+           "physical": [{"seconds": s, "copy_s": 1.0, "start_s": s - 1.0, "rows": 700}
+                        for s in (4.0, 5.0, 6.0)],
+           "logical": [{"seconds": s, "server_s": 5.0, "import_s": s - 5.5, "rows": 710}
+                       for s in (20.0, 22.0, 30.0)]}  # fmt: skip
+
+
+def stopless_run(**extra):
+    run = made_up_run(**extra)
+    run.a.http_interval = 0.05
+    run.results = with_http(run.results) + stopless_rows()
+    return run
+
+
+def test_view_freeze_prefers_the_outside_measure():
+    run = stopless_run()
+    run.results[-1]["freeze"] = None  # live-2 rep 2: only self-reported
+    view = View(run, MACHINE, TIMING, [])
+    assert view.present[-4:] == ["pause-1", "pause-2", "live-1", "live-2"]
+    assert view.freeze("live-2") == [0.2, 0.25]
+    assert view.restore_ratio() is None
+
+
+def test_render_stopless_rows_users_and_checks():
+    text = render(View(stopless_run(restore=RESTORE), MACHINE, TIMING, []))
+    assert ("| **pause-2** | `klink-sync hot-cold --pause`, incremental after the 1% change | "
+            "0.00 (0.00–0.00) |") in text  # fmt: skip
+    assert "### What the users saw: freeze and the kbox's HTTP answers" in text
+    assert ("| F | 2.50 (2.00–3.00) | – | – | – | 42 (41–42) | 2.50 (2.00–3.00) | 0 (0–0) | "
+            "1.50 (1.50–1.50) | 2.5 (2.0–3.0) |") in text  # fmt: skip
+    assert ("| pause-2 | 0.00 (0.00–0.00) | 0.65 (0.60–0.70) (database, engine, kbox) | "
+            "0.55 (0.55–0.55) | – | 0 (0–0) |") in text  # fmt: skip
+    assert "| live-2 | 0.00 (0.00–0.00) | 0.20 (0.20–0.20) (engine) |" in text
+    assert "| 0.015 (0.010–0.020) |" in text  # live's commit block
+    assert "- **the kbox's users**: `scripts/sample-stack/probe.py`" in text
+    # the restore comparison
+    assert "## Restoring the database: physical against logical (issue 15)" in text
+    assert "`live` snapshot (live-2): mariadb-backup's prepared datadir" in text
+    assert "| physical | 5.00 (4.00–6.00) | copy 1.00 (1.00–1.00)" in text
+    assert "| logical | 22.00 (20.00–30.00) | empty server ready 5.00 (5.00–5.00)" in text
+    assert "| physical / logical | 0.23 | | |" in text
+    # the checks: F downtime 2.5, pause-2 freeze 0.65 -> 0.26 x F; live-2 wall 21, H2 11
+    assert "## Checks (issue 15" in text
+    assert ("| `hot-cold --pause`: downtime 0 (every run) | pause-1 0.00 (0.00–0.00) s, "
+            "pause-2 0.00 (0.00–0.00) s | PASS |") in text  # fmt: skip
+    assert "| `live`: no failed HTTP request (every run) | live-1 0 (0–0), live-2 0 (0–0) " \
+           "(F: 42 (41–42)) | PASS |" in text
+    assert ("| `hot-cold --pause` freeze ≤ 0.3 × F downtime (medians; pause-2) | "
+            "freeze 0.65 s, F 2.50 s: 0.26 × F | PASS |") in text  # fmt: skip
+    assert ("| `live`: the index's pause and the database's commit block (medians; live-2) | "
+            "index paused 0.20 s, commits blocked 0.015 s | – |") in text  # fmt: skip
+    assert ("| `live` wall ≤ 2 × hot-cold wall (medians; live-2, H2) | "
+            "live 21.0 s, hot-cold 11.0 s: 1.91 × | PASS |") in text  # fmt: skip
+    assert ("| physical restore ≤ 0.5 × logical (medians; physical from a live snapshot) | "
+            "physical 5.0 s, logical 22.0 s: 0.23 × | PASS |") in text  # fmt: skip
+    assert "### Where pause-2's time goes" not in text  # no phases in the made-up rows
+
+
+def test_checks_fail_and_missing_live():
+    run = stopless_run()
+    run.results = [r for r in run.results if not r["method"].startswith("live")]
+    for r in run.results:
+        if r["method"] == "pause-2":
+            r["freeze"], r["http_failed"] = 2.0, 1
+    text = render(View(run, MACHINE, TIMING, []))
+    assert "| `live`: downtime 0 | not run | – |" in text
+    assert "freeze 2.00 s, F 2.50 s: 0.80 × F | FAIL |" in text
+    assert "| `hot-cold --pause`: no failed HTTP request (every run) |" in text
+    assert "pause-2 1 (1–1) (F: 42 (41–42)) | FAIL |" in text
+    assert "physical restore" not in text and "`live` wall" not in text
+
+
+def test_report_without_the_new_rows_has_no_users_table():
+    text = rendered()
+    assert "### What the users saw" not in text
+    assert "## Restoring the database" not in text
+    assert "| `hot-cold --pause`: downtime 0 | not run | – |" in text

@@ -27,6 +27,15 @@ def test_service_runs_hot_cold_once_with_the_config_at_low_priority() -> None:
     assert "User" not in unit  # root: the Docker socket, numeric owners of every file
 
 
+@pytest.mark.parametrize("mode, words", [("cold", "cold"), ("hot-cold-pause", "hot-cold --pause"),
+                                         ("live", "live")])  # fmt: skip
+def test_the_service_runs_the_mode_chosen_and_recovers_after_any_end(mode: str, words: str) -> None:
+    unit = _settings(systemd.service_unit("/k", mode=mode))
+    assert unit["ExecStart"] == [f"/k {words} --config /etc/klink-sync/config.yml"]
+    # after the run, by any path (a SIGKILL too): nothing left stopped or frozen
+    assert unit["ExecStopPost"] == ["/k recover --config /etc/klink-sync/config.yml"]
+
+
 def test_service_hardening_leaves_docker_and_the_destination_reachable() -> None:
     unit = _settings(systemd.service_unit("/k", writable=["/mnt/backup", "/home/kl/backup"]))
     assert unit["ProtectSystem"] == ["full"]  # /usr, /boot, /etc read-only; /run, /var, /mnt not
