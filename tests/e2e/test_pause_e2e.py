@@ -204,31 +204,33 @@ def _no_snapshot(dest: Path) -> None:
     assert promoted == [], promoted
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_a_signal_in_the_freeze_leaves_the_stack_thawed(fresh_stack, tmp_path, how):
+def test_a_signal_in_the_freeze_leaves_the_stack_thawed(fresh_stack, tmp_path):
+    """SIGTERM: the run thaws, then exits 1. SIGKILL (a power cut of klink-sync): the
+    stack stays frozen until the next command, here `recover` (what the timer's
+    ExecStopPost= and the boot unit run). One stack for both, one after the other."""
     stack = fresh_stack[0]
-    dest = tmp_path / "backup"
-    proc, env = _held_in_the_freeze(stack, dest, tmp_path)
-    if how == "SIGTERM":
-        os.kill(proc.pid, signal.SIGTERM)  # klink-sync alone, as systemd's stop would
-        assert proc.wait(timeout=60) == 1
-        said = (tmp_path / "paused-run.log").read_text()
-        assert "klink-sync: error: interrupted by SIGTERM" in said, said
-        assert "thawed (docker unpause): 3 container(s)" in said, said
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        time.sleep(1)
-        assert set(_containers(stack).values()) == {"paused"}, "thawed by nobody?"
-        # the next command on the deployment thaws it first (here: what the timer's
-        # ExecStopPost and the boot unit run)
-        said = run_cli("recover", env=env).stdout
-        assert "thawed database, engine, kbox: a klink-sync run that died had frozen them" in said
-    assert set(_containers(stack).values()) == {"running"}
-    assert not list((tmp_path / "state" / "holds").glob("*.json")), "the record is left"
-    _no_snapshot(dest)
-    rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
-    wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 5, timeout=60)
+    for how in ("SIGTERM", "SIGKILL"):
+        (tmp_path / how).mkdir()
+        dest = tmp_path / how / "backup"
+        proc, env = _held_in_the_freeze(stack, dest, tmp_path / how)
+        if how == "SIGTERM":
+            os.kill(proc.pid, signal.SIGTERM)  # klink-sync alone, as systemd's stop would
+            assert proc.wait(timeout=60) == 1
+            said = (tmp_path / how / "paused-run.log").read_text()
+            assert "klink-sync: error: interrupted by SIGTERM" in said, said
+            assert "thawed (docker unpause): 3 container(s)" in said, said
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            time.sleep(1)
+            assert set(_containers(stack).values()) == {"paused"}, "thawed by nobody?"
+            said = run_cli("recover", env=env).stdout
+            assert "thawed database, engine, kbox: a klink-sync run that died had frozen" in said
+        assert set(_containers(stack).values()) == {"running"}, how
+        assert not list((tmp_path / how / "state" / "holds").glob("*.json")), "record left"
+        _no_snapshot(dest)
+        rows = checker.live_rows(stack.folder, stack.compose_cmd)["rows"]
+        wait_for_rows(stack.folder, stack.compose_cmd, at_least=rows + 5, timeout=60)
 
 
 def _shimmed(stack, tmp_path: Path, dest: Path, shim: str, extra: dict, code: int) -> str:
