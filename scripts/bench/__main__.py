@@ -55,6 +55,12 @@ def parse_args(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--no-check", dest="check", action="store_false",
                     help="skip check.py on the last H2 snapshot")
+    ap.add_argument("--http-interval", type=float, default=0.05,
+                    help="seconds between the HTTP probe's requests to the kbox during every "
+                    "measured run (scripts/sample-stack/probe.py; default 0.05, 0: no probe)")
+    ap.add_argument("--restore-reps", type=int,
+                    help="repetitions of the physical and the logical database restore "
+                    "(default 5, --quick 2; 0: skip)")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--report-from", metavar="RAW_JSON",
                     help="only write the report (and chart) again from a finished run's raw.json")
@@ -72,6 +78,7 @@ def apply_defaults(a) -> None:
     a.files = a.files if a.files is not None else (600 if q else 20000)
     a.db_mib = a.db_mib if a.db_mib is not None else (48 if q else 500)
     a.reps = a.reps if a.reps is not None else (1 if q else 3)
+    a.restore_reps = a.restore_reps if a.restore_reps is not None else (2 if q else 5)
     sc = a.scaling if a.scaling is not None else ("2000,10000" if q else "10000,100000,1000000")
     a.scaling = [] if sc == "none" else [int(x) for x in sc.split(",") if x.strip()]
     a.work_dir = a.work_dir or f"/var/tmp/klink-bench-{os.getpid()}"
@@ -134,6 +141,7 @@ def run_all(b: Bench, timing: dict) -> None:
     step(timing, "setup (deployment, fill)", b.setup)
     kept = step(timing, "repetitions", rounds.repetitions, b)
     step(timing, "second snapshot, verify, check", second_snapshot, b, kept)
+    step(timing, "restore: physical against logical", rounds.restore_compare, b)
     step(timing, "offsite push", rounds.offsite, b)  # nothing when --no-offsite
     b.stop_stack()
     step(timing, "scaling", rounds.scaling, b)  # nothing when --scaling none

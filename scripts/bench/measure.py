@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .common import GIB, MASK, MIB, BenchError, log, median, rm_tree, run
-from .probe import Poller
+from .probe import ContainerEvents, Poller, freeze_fields, sample_probe, users_fields
 from .stack import Stack
 
 
@@ -68,6 +68,8 @@ class Bench:
         self.size_start: dict | None = None
         self.size_end: dict | None = None
         self.probe_period: float | None = None
+        self.kept: dict[str, Path] = {}  # destinations kept after the repetitions, by mode
+        self.sample_probe = sample_probe() if getattr(args, "http_interval", 0) > 0 else None
 
     @property
     def code_digest(self) -> str:
@@ -97,23 +99,75 @@ class Bench:
         time.sleep(self.a.settle)
 
     def measure(self, method: str, rep: int, body, *args) -> dict:
+        """One run of a method, the stack measured from outside: downtime (wrapper events +
+        poller), the project's container events (a freeze: pause -> unpause) and, with
+        --http-interval, the kbox's users (the sample's HTTP probe). A body that stops
+        nothing returns "stopless": its downtime is 0 when no stop was seen."""
         self.quiesce()
+        users = self.users()
         log(f"rep {rep}: {method}")
         self.s.events.reset()
+        watch = ContainerEvents(self.s.project)
+        watch.start()
         began_wall, began = time.time(), time.monotonic()
-        info = body(*args) or {}
-        ended = time.monotonic()
-        ev = self.s.events.read()
-        row = {"method": method, "rep": rep, **info}
-        row.update(downtime_fields(ev, began_wall, began, ended, self.poller.up_after))
+        try:
+            info = body(*args) or {}
+            ended, ended_wall = time.monotonic(), time.time()
+            ev = self.s.events.read()
+            stopless = info.pop("stopless", False)
+            row = {"method": method, "rep": rep, **info}
+            row.update(downtime_fields(ev, began_wall, began, ended, self.poller.up_after))
+            if row["downtime"] is None and stopless and not any(v == "stop" for v, _ in ev):
+                row["downtime"] = 0.0
+            row.update(freeze_fields(watch.stop()))
+            if users is not None:
+                row.update(self.users_after(users, began_wall, ended_wall))
+        finally:
+            if watch.is_alive():
+                watch.stop(0)
+            if users is not None:
+                users.stop()
         self.results.append(row)
         self.save_raw()
         log(f"rep {rep}: {method}: downtime {row['downtime'] or 0:.2f}s, "
             f"wall {row['wall']:.1f}s, written {row.get('written', 0) / MIB:.0f} MiB, "
             f"peak RSS {row.get('rss_kib', 0) / 1024:.0f} MiB"
             + (f", self-reported downtime {row['self_downtime']:.2f}s"
-               if row.get("self_downtime") is not None else ""))  # fmt: skip
+               if row.get("self_downtime") is not None else "")
+            + (f", freeze {row['freeze']:.2f}s ({', '.join(row['frozen'])})"
+               if row.get("freeze") is not None else "")
+            + (f", commit block {row['commit_block']:.3f}s"
+               if row.get("commit_block") is not None else "")
+            + (f", HTTP {row['http_failed']} failed / {row['http_requests']}, "
+               f"{row['http_slow']} slow, slowest {row['http_max_latency']:.2f}s"
+               if "http_requests" in row else ""))  # fmt: skip
         return row
+
+    def users(self):
+        """The sample's HTTP probe of the kbox, started; None without --http-interval.
+        It must have had an answer before the run begins (the kbox found, answering)."""
+        if self.sample_probe is None:
+            return None
+        users = self.sample_probe.Probe(self.s.project, interval=self.a.http_interval,
+                                        timeout=30.0, slow=1.0)  # fmt: skip
+        users.start()
+        try:
+            users.wait(lambda s: s["requests"] > s["failed"], timeout=120)
+        except TimeoutError as exc:
+            users.stop()
+            raise BenchError(f"the kbox does not answer HTTP: {exc}") from None
+        return users
+
+    def users_after(self, users, began_wall: float, ended_wall: float) -> dict:
+        """The probe's counts from the run's start until the kbox answered again after it
+        ended (at most 120 s more: what is still failing then counts as failed)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(r.ok and r.start >= ended_wall for r in users.results):
+                break
+            time.sleep(0.05)
+        users.stop()
+        return users_fields(users.summary(since=began_wall))
 
     def record(self, method: str, rep: int, body, *args) -> dict:
         """A measurement without the probe (part of the stack may be stopped): `sync`, the

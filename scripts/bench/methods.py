@@ -3,7 +3,7 @@ returns what it learnt (peak RSS, bytes written, klink-sync's own report); Bench
 adds the downtime seen from outside.
 
   F (floor), P (the guide's plain procedure), klink-sync cold / hot-cold (cold, H1, H2, H3
-  and the runs with one downtime cut off), the bare script of klink-sync's commands
+  and the runs with one downtime cut off) / hot-cold --pause / live, the bare script of klink-sync's commands
   (bare-H1, bare-H2), rsnapshot and restic; the offsite push (`klink-sync offsite push`)
   and plain `restic backup` of the deployment's folder, its baseline."""
 
@@ -39,10 +39,15 @@ def plain(s: Stack, dest: Path) -> dict:
 # ----------------------------------------------------------------- klink-sync
 
 
+STOPLESS = ("live", "hot-cold --pause")  # modes that never stop the stack
+FREEZING = ("hot-cold-pause", "live")  # their names in the report: they freeze, not stop
+
+
 def klink_run(s: Stack, mode: str, dest: Path, disable: str = "") -> dict:
+    """One klink-sync backup run; `mode`: cold, hot-cold, hot-cold --pause or live."""
     before = du_bytes(dest)[0] if dest.exists() else 0
     env = {**s.klink_env, "KLINK_SYNC_DISABLE": disable}
-    _, rss, p = timed(s.klink(mode, "--folder", s.folder, "--dest", dest, "--json"),
+    _, rss, p = timed(s.klink(*mode.split(), "--folder", s.folder, "--dest", dest, "--json"),
                       env=env)  # fmt: skip
     report = json.loads(p.stdout)
     return {
@@ -50,6 +55,7 @@ def klink_run(s: Stack, mode: str, dest: Path, disable: str = "") -> dict:
         "written": du_bytes(dest)[0] - before,
         **from_klink_report(report),
         "wrote_back": "written back to disk" in p.stderr,  # its sync before the stop
+        **({"stopless": True} if mode in STOPLESS else {}),
     }
 
 
@@ -61,6 +67,9 @@ def from_klink_report(report: dict) -> dict:
             cold_units[ps["unit"]] = cold_units.get(ps["unit"], 0) + ps["seconds"]
     return {
         "self_downtime": report.get("downtime_seconds"),
+        "self_freeze": report.get("freeze_seconds") if report.get("mode") in FREEZING else None,
+        "commit_block": commit_block(report),
+        "mode": report.get("mode"),
         "phases": report.get("phases", {}),
         "checksums_s": (report.get("checksums") or {}).get("seconds"),
         "bytes_moved": report.get("bytes_moved", {}),
@@ -70,6 +79,17 @@ def from_klink_report(report: dict) -> dict:
         "snapshot": report.get("snapshot"),
         "warnings": report.get("warnings", []),
     }
+
+
+def commit_block(report: dict) -> float | None:
+    """live: how long commits waited for mariadb-backup (BACKUP STAGE BLOCK_COMMIT), from
+    its log, as klink-sync reports it; None in other modes (or when not in the report)."""
+    if report.get("mode") != "live":
+        return None
+    for where in (report, report.get("database") or {}, report.get("live") or {}):
+        if isinstance(where, dict) and where.get("commit_block_seconds") is not None:
+            return where["commit_block_seconds"]
+    return None
 
 
 # ----------------------------------------------------------------- the bare script

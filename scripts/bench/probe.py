@@ -1,9 +1,12 @@
 """The downtime probe: the compose wrapper that notes stop/start times, and the poller
-that asks the Docker API and MariaDB whether the stack is up."""
+that asks the Docker API and MariaDB whether the stack is up; the project's container
+events (a freeze seen from outside: docker pause -> unpause); the sample stack's HTTP
+probe of the kbox (scripts/sample-stack/probe.py, loaded by its path)."""
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import socket
 import threading
@@ -11,7 +14,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from .common import SERVICES, BenchError
+from .common import SAMPLE, SERVICES, BenchError
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -38,6 +41,93 @@ def docker_containers(project: str) -> list[dict]:
         return json.loads(body)
     finally:
         conn.close()
+
+
+# what a run may do to the project's containers (exec_* of the healthcheck left out)
+LIFECYCLE = ("pause", "unpause", "stop", "kill", "die", "start", "restart", "create", "destroy")
+
+
+class ContainerEvents(threading.Thread):
+    """The project's container lifecycle events while it runs (start() .. stop()), streamed
+    from the Docker API (the daemon keeps only its last 256 events: no replay afterwards):
+    [{"action", "service", "t"}] in `events`."""
+
+    def __init__(self, project: str):
+        super().__init__(daemon=True)
+        self.events: list[dict] = []
+        filters = json.dumps({"type": ["container"], "event": list(LIFECYCLE),
+                              "label": [f"com.docker.compose.project={project}"]})  # fmt: skip
+        self.conn = UnixHTTP(timeout=None)
+        self.conn.request("GET", "/events?" + urllib.parse.urlencode({"filters": filters}))
+        self.resp = self.conn.getresponse()  # the stream is open: no event is missed
+        if self.resp.status != 200:
+            raise BenchError(f"Docker API events: {self.resp.status}")
+        self.closing = False
+
+    def run(self) -> None:
+        try:
+            while True:
+                line = self.resp.readline()
+                if not line:
+                    return
+                if line.strip():
+                    self.events.append(event_row(json.loads(line)))
+        except (OSError, ValueError, http.client.HTTPException):
+            if not self.closing:
+                raise
+
+    def stop(self, linger: float = 0.3) -> list[dict]:
+        """The events so far, after `linger` s for the last ones to arrive."""
+        time.sleep(linger)
+        self.closing = True
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.join(10)
+        self.conn.close()
+        return sorted(self.events, key=lambda e: e["t"])
+
+
+def event_row(e: dict) -> dict:
+    attrs = (e.get("Actor") or {}).get("Attributes") or {}
+    t = e.get("timeNano")
+    return {"action": e.get("Action") or e.get("status"),
+            "service": attrs.get("com.docker.compose.service"),
+            "t": t / 1e9 if t else float(e.get("time", 0))}  # fmt: skip
+
+
+def freeze_fields(events: list[dict]) -> dict:
+    """From the container events of one run: the freeze seen from outside (first pause to
+    last unpause; None without a pause), the services frozen, and every action by service."""
+    pauses = [e["t"] for e in events if e["action"] == "pause"]
+    unpauses = [e["t"] for e in events if e["action"] == "unpause"]
+    actions: dict[str, list[str]] = {}
+    for e in events:
+        actions.setdefault(e["service"] or "?", []).append(e["action"])
+    return {
+        "freeze": max(unpauses) - min(pauses) if pauses and unpauses else None,
+        "frozen": sorted({e["service"] for e in events if e["action"] == "pause"}),
+        "container_events": actions,
+    }
+
+
+def sample_probe():
+    """scripts/sample-stack/probe.py (scripts/ is not a package), loaded by its path."""
+    spec = importlib.util.spec_from_file_location("klink_sample_probe", SAMPLE / "probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def users_fields(summary: dict) -> dict:
+    """What a row keeps of the HTTP probe's summary over one run."""
+    return {
+        "http_requests": summary["requests"], "http_failed": summary["failed"],
+        "http_slow": summary["slow"], "http_max_latency": summary["max_latency"],
+        "http_failing_s": sum(b - a for a, b in summary["failed_windows"]),
+        "http_errors": summary["errors"],
+    }  # fmt: skip
 
 
 def running_and_db_ip(containers: list[dict]) -> tuple[set, str | None]:

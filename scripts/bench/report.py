@@ -21,6 +21,10 @@ METHODS = [
     ("H1", "`klink-sync hot-cold`, empty destination"),
     ("bare-H2", "bare script, incremental after the 1% change"),
     ("H2", "`klink-sync hot-cold`, incremental after the 1% change"),
+    ("pause-1", "`klink-sync hot-cold --pause`, empty destination"),
+    ("pause-2", "`klink-sync hot-cold --pause`, incremental after the 1% change"),
+    ("live-1", "`klink-sync live`, empty destination"),
+    ("live-2", "`klink-sync live`, incremental after the 1% change"),
     ("rsnapshot-1", "rsnapshot, `cmd_preexec` stop / `cmd_postexec` `up -d`, first run"),
     ("rsnapshot-2", "rsnapshot, incremental after the 1% change"),
     ("restic-1", "restic, stack stopped around `restic backup`, new repository"),
@@ -30,6 +34,10 @@ METHODS = [
 # restic-plain-n); the acceptance limit of klink-sync's time over the baseline's
 OFFSITE_ROWS = (("offsite first push", 1), ("offsite incremental push", 2))
 OFFSITE_LIMIT = 1.15
+# issue 15's limits: pause's freeze over F's downtime; live's wall over hot-cold's (both
+# incremental); a physical restore's time over a logical one's
+PAUSE_LIMIT, LIVE_WALL_LIMIT, RESTORE_LIMIT = 0.3, 2.0, 0.5
+STOPLESS = ("pause-1", "pause-2", "live-1", "live-2")
 
 
 def stat3(xs, fmt="{:.2f}"):
@@ -111,12 +119,24 @@ class View:
                     for _, n in OFFSITE_ROWS}  # fmt: skip
         self.sec = b.extra.get("second")
         self.sc = b.extra.get("scaling")
+        self.restore = b.extra.get("restore")
 
     def col(self, method, key):
         return [r.get(key) for r in self.res if r["method"] == method]
 
     def med(self, method, key="downtime"):
         return median(self.col(method, key))
+
+    def restore_ratio(self):
+        """Median physical restore time over median logical restore time."""
+        rs = self.restore or {}
+        return ratio(median([r["seconds"] for r in rs.get("physical") or []]),
+                     median([r["seconds"] for r in rs.get("logical") or []]))  # fmt: skip
+
+    def freeze(self, method):
+        """A run's freeze: seen from outside (docker events), else as klink-sync reports it."""
+        return [r.get("freeze") if r.get("freeze") is not None else r.get("self_freeze")
+                for r in self.res if r["method"] == method]  # fmt: skip
 
     def per_rep_ratio(self, x, y, key="wall"):
         """x's value over y's, repetition by repetition."""
@@ -141,10 +161,9 @@ def write_report(b, out: Path, machine: dict, timing: dict, argv: list[str]) -> 
 def render(view: View) -> str:
     """The report's text (docs/benchmarks.md), section by section."""
     L = []
-    for section in (_title, _machine, _sizes, _how_measured, _results, _ratios, _overhead,
-                    _cuts, _where_time_goes, _second_snapshot, _check, _offsite, _scaling,
-                    _reading,
-                    _acceptance, _tail):  # fmt: skip
+    for section in (_title, _machine, _sizes, _how_measured, _results, _users, _ratios,
+                    _overhead, _cuts, _where_time_goes, _second_snapshot, _check, _restore,
+                    _offsite, _scaling, _reading, _acceptance, _checks, _tail):  # fmt: skip
         section(view, L.append)
     return "\n".join(L)
 
@@ -226,7 +245,22 @@ def _how_measured(view: View, w) -> None:
       "hard links counted once); restic: its repository.")
     w("- **peak RSS**: `/usr/bin/time -f %M` (GNU time: the largest resident set of any "
       "one process of the tool's tree, e.g. docker compose, rsync, or klink-sync's Python); "
-      "for P, F and restic the largest of their commands.\n")
+      "for P, F and restic the largest of their commands.")
+    w("- **freeze** (`hot-cold --pause`, `live`: they stop nothing, their downtime is 0 when "
+      "no `stop` was seen): from the project's first `pause` container event to its last "
+      "`unpause` (the Docker API's event stream, read through the run); **self**: klink-sync's "
+      "`freeze_seconds`. **commit block** (live): how long commits waited for mariadb-backup "
+      "(BACKUP STAGE BLOCK_COMMIT), from its log, as klink-sync reports it.")
+    interval = getattr(view.a, "http_interval", None)
+    if interval:
+        w("- **the kbox's users**: `scripts/sample-stack/probe.py` sends requests to the kbox "
+          f"back to back ({interval:g} s apart; `GET /health`, every tenth a small "
+          "`POST /documents`; each on a new connection, 30 s timeout) from before the run "
+          "until the kbox answered again after it: **failed** (no container, refused, reset, "
+          "timed out, an error status), **failing s** (the failed stretches end to end), "
+          "**slow** (answered after more than 1 s), **slowest** (the longest wait for an "
+          "answer). F's failures are the baseline a stop causes.")
+    w("")
 
 
 def _results(view: View, w) -> None:
@@ -253,6 +287,32 @@ def _results(view: View, w) -> None:
     for m in present:
         w(f"| {m} | {stat3(col(m, 'stop_to_start'))} | {stat3(col(m, 'start_to_up'))} | "
           f"{stat3(col(m, 'downtime'))} |")  # fmt: skip
+    w("")
+
+
+def _users(view: View, w) -> None:
+    """Freeze, commit block and the HTTP probe: what the stack's users saw of each run."""
+    col, present = view.col, view.present
+    rows = [m for m in present if any(x is not None for x in col(m, "http_requests"))
+            or any(x is not None for x in view.freeze(m))]  # fmt: skip
+    if not rows:
+        return
+    w("### What the users saw: freeze and the kbox's HTTP answers (median, min–max)\n")
+    w("Downtime: the stack stopped (requests refused); freeze: frozen by `docker pause` "
+      "(requests wait, none refused); commit block: commits waited for mariadb-backup "
+      "(live). Failed, failing s, slow and slowest: the HTTP probe of the kbox through the run.\n")
+    w("| method | downtime s | freeze s | self-reported freeze s | commit block s | "
+      "failed requests | failing s | slow requests (> 1 s) | slowest request s | wall s |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for m in rows:
+        frozen = sorted({s for r in view.res if r["method"] == m for s in r.get("frozen") or []})
+        fz = stat3([x for x in col(m, "freeze")])
+        if frozen and fz != "–":
+            fz += f" ({', '.join(frozen)})"
+        w(f"| {m} | {stat3(col(m, 'downtime'))} | {fz} | {stat3(col(m, 'self_freeze'))} | "
+          f"{stat3(col(m, 'commit_block'), '{:.3f}')} | {stat3(col(m, 'http_failed'), '{:.0f}')} | "
+          f"{stat3(col(m, 'http_failing_s'))} | {stat3(col(m, 'http_slow'), '{:.0f}')} | "
+          f"{stat3(col(m, 'http_max_latency'))} | {stat3(col(m, 'wall'), '{:.1f}')} |")  # fmt: skip
     w("")
 
 
@@ -339,20 +399,25 @@ def _cuts(view: View, w) -> None:
 
 def _where_time_goes(view: View, w) -> None:
     res = view.res
-    for m in ("H2", "H1"):
+    held = {"H": ("stop", "cold", "start"), "pause": ("pause", "cold", "unpause"),
+            "live": ("pause", "unpause")}  # the phases inside the downtime / the freeze
+    for m in ("H2", "H1", "pause-2", "live-2"):
         rows = [r for r in res if r["method"] == m and r.get("phases")]
         if not rows:
             continue
+        inside_of = held[m.split("-")[0] if "-" in m else "H"]
         w(f"### Where {m}'s time goes (klink-sync's phase timings, median s)\n")
         phases = []
         for r in rows:
             for k in r["phases"]:
                 if k not in phases:
                     phases.append(k)
-        w("| phase | seconds | in the downtime |")
+        w(f"| phase | seconds | in the {'downtime' if m[0] == 'H' else 'freeze'} |")
         w("|---|---|---|")
         for ph in phases:
-            inside = "yes" if ph in ("stop", "cold", "start") else "no"
+            inside = "yes" if ph in inside_of else "no"
+            if m.startswith("live") and ph == "cold":
+                inside = "the index's round: yes"
             w(f"| {ph} | {stat3([r['phases'].get(ph) for r in rows])} | {inside} |")
         if any(r.get("checksums_s") is not None for r in rows):
             w(f"| SHA256SUMS (hashed while the stack starts) | "
@@ -363,7 +428,8 @@ def _where_time_goes(view: View, w) -> None:
                 if k not in units:
                     units.append(k)
         for u in units:
-            w(f"| cold pass: `{u}` | {stat3([r['cold_units'].get(u) for r in rows])} | yes |")
+            w(f"| cold pass: `{u}` | {stat3([r['cold_units'].get(u) for r in rows])} | "
+              f"{'yes' if m[0] in 'Hp' else '–'} |")  # fmt: skip
         moved = [r.get("bytes_moved", {}) for r in rows]
         w(f"| bytes copied hot / cold | {human(median([x.get('hot') for x in moved]))} / "
           f"{human(median([x.get('cold') for x in moved]))} | |")  # fmt: skip
@@ -418,6 +484,44 @@ def _check(view: View, w) -> None:
       f"mariadb-check ok={chk.get('check_ok')}, missing files={chk.get('missing')}, "
       f"bad sha256={chk.get('bad_sha256')}, index ok={chk.get('index_ok')}, "
       f"index consistent={chk.get('index_consistent')}.\n")  # fmt: skip
+
+
+def _restore(view: View, w) -> None:
+    """A database restored: physical (a snapshot's datadir) against logical (a dump)."""
+    rs = view.restore
+    if not rs or not (rs.get("physical") or rs.get("logical")):
+        return
+    ph, lg = rs.get("physical") or [], rs.get("logical") or []
+    src = ("the last repetition's `live` snapshot (live-2): mariadb-backup's prepared datadir"
+           if rs["source"] == "live-2" else
+           "the last repetition's H2 snapshot (a copy of a clean shutdown; `live` was not in "
+           "the code measured: the restore of a prepared datadir costs the same)")  # fmt: skip
+    w("## Restoring the database: physical against logical (issue 15)\n")
+    w(f"With the writer and the indexer stopped (the database idle). **Physical**: the "
+      f"database folder of {src}, {snapshot_name(rs)} ({human(rs['datadir_bytes'])}), copied "
+      "(`cp -a`) into an empty folder, the database image started on it in a throwaway "
+      "container (`docker run`, no network, as `klink-sync verify --database` does) until "
+      "it answers `SELECT COUNT(*) FROM documents`. **Logical**, what borgmatic and "
+      "stack-back do: `mariadb-dump --single-transaction --databases` of the bench's "
+      f"database, taken once outside the timing ({human(rs['dump']['bytes'])}, dumped in "
+      f"{rs['dump']['seconds']:.1f} s); timed: an empty server started in a throwaway container "
+      "(the image initialises its datadir), the dump imported with the `mariadb` client, "
+      "the same query. Each "
+      f"{len(ph)} time(s), the order alternating; before each `sync` and 2 s of rest.\n")  # fmt: skip
+    w("| restore | total s | of which | rows counted |")
+    w("|---|---|---|---|")
+    w(f"| physical | {stat3([r['seconds'] for r in ph])} | copy "
+      f"{stat3([r['copy_s'] for r in ph])}, server start until it answers "
+      f"{stat3([r['start_s'] for r in ph])} | {fr(median([r['rows'] for r in ph]), 0)} |")
+    w(f"| logical | {stat3([r['seconds'] for r in lg])} | empty server ready "
+      f"{stat3([r['server_s'] for r in lg])}, import {stat3([r['import_s'] for r in lg])} | "
+      f"{fr(median([r['rows'] for r in lg]), 0)} |")  # fmt: skip
+    w(f"| physical / logical | {fr(view.restore_ratio())} | | |")
+    w("")
+
+
+def snapshot_name(rs: dict) -> str:
+    return f"`{rs.get('snapshot')}`"
 
 
 def _offsite(view: View, w) -> None:
@@ -652,6 +756,67 @@ def _targets(view: View) -> list[tuple]:
     return t
 
 
+def _checks(view: View, w) -> None:
+    """Issue 15's acceptance, each ratio with its measured value: PASS, FAIL, or – (not run)."""
+    rows = _check_rows(view)
+    if not rows:
+        return
+    w("## Checks (issue 15: `hot-cold --pause` and `live`; issue 14: the offsite push)\n")
+    w("| check | measured | result |")
+    w("|---|---|---|")
+    for name, what, ok in rows:
+        w(f"| {name} | {what} | {'–' if ok is None else ('PASS' if ok else 'FAIL')} |")
+    w("")
+
+
+def _check_rows(view: View) -> list[tuple]:
+    med, col = view.med, view.col
+    out = []
+    F = view.F
+    for name, mode in (("hot-cold --pause", "pause"), ("live", "live")):
+        ms = [m for m in (f"{mode}-1", f"{mode}-2") if col(m, "wall")]
+        if not ms:
+            out.append((f"`{name}`: downtime 0", "not run", None))
+            continue
+        downs = [x for m in ms for x in col(m, "downtime")]
+        out.append((f"`{name}`: downtime 0 (every run)",
+                    ", ".join(f"{m} {stat3(col(m, 'downtime'))} s" for m in ms),
+                    None if None in downs else all(x == 0 for x in downs)))  # fmt: skip
+        failed = [x for m in ms for x in col(m, "http_failed") if x is not None]
+        if failed:
+            out.append((f"`{name}`: no failed HTTP request (every run)",
+                        ", ".join(f"{m} {stat3(col(m, 'http_failed'), '{:.0f}')}" for m in ms)
+                        + (f" (F: {stat3(col('F', 'http_failed'), '{:.0f}')})"
+                           if col("F", "http_failed") else ""),
+                        sum(failed) == 0))  # fmt: skip
+    pf = median(view.freeze("pause-2"))
+    if pf is not None:
+        out.append((f"`hot-cold --pause` freeze ≤ {PAUSE_LIMIT:g} × F downtime (medians; pause-2)",
+                    f"freeze {fr(pf)} s, F {fr(F)} s: {fr(ratio(pf, F))} × F",
+                    None if F is None else pf <= PAUSE_LIMIT * F))  # fmt: skip
+    lf, lc = median(view.freeze("live-2")), med("live-2", "commit_block")
+    if col("live-2", "wall"):
+        out.append(("`live`: the index's pause and the database's commit block (medians; "
+                    "live-2)", f"index paused {fr(lf)} s, commits blocked {fr(lc, 3)} s", None))
+        lw, hw = med("live-2", "wall"), med("H2", "wall")
+        out.append((f"`live` wall ≤ {LIVE_WALL_LIMIT:g} × hot-cold wall (medians; live-2, H2)",
+                    f"live {fr(lw, 1)} s, hot-cold {fr(hw, 1)} s: {fr(ratio(lw, hw))} ×",
+                    None if lw is None or not hw else lw <= LIVE_WALL_LIMIT * hw))  # fmt: skip
+    rr = view.restore_ratio()
+    if view.restore:
+        rs = view.restore
+        out.append((f"physical restore ≤ {RESTORE_LIMIT:g} × logical (medians; physical from "
+                    f"{'a live' if rs['source'] == 'live-2' else 'an H2 (no live)'} snapshot)",
+                    f"physical {fr(median([r['seconds'] for r in rs['physical']]), 1)} s, "
+                    f"logical {fr(median([r['seconds'] for r in rs['logical']]), 1)} s: "
+                    f"{fr(rr)} ×", None if rr is None else rr <= RESTORE_LIMIT))  # fmt: skip
+    for name, n in OFFSITE_ROWS:
+        if view.off[n]:
+            out.append((f"{name}: klink-sync ≤ {OFFSITE_LIMIT:g} × plain restic",
+                        fr(median(view.off[n])), median(view.off[n]) <= OFFSITE_LIMIT))  # fmt: skip
+    return out
+
+
 def _tail(view: View, w) -> None:
     """Notes, the runtime, the chart."""
     b, timing = view.b, view.timing
@@ -676,7 +841,8 @@ def chart(b, path: Path, methods: list[str]) -> None:
 
     meds, lo, hi = [], [], []
     for m in methods:
-        xs = [r["downtime"] for r in b.results if r["method"] == m and r.get("downtime")]
+        xs = [r["downtime"] for r in b.results
+              if r["method"] == m and r.get("downtime") is not None] or [0.0]  # fmt: skip
         md = statistics.median(xs)
         meds.append(md)
         lo.append(md - min(xs))
@@ -685,6 +851,8 @@ def chart(b, path: Path, methods: list[str]) -> None:
     for m in methods:
         if m in ("H1", "H2", "cold"):
             colors.append("#2b7bba")
+        elif m in STOPLESS:
+            colors.append("#3a9e5f")
         elif m.startswith("bare"):
             colors.append("#7fb3d5")
         elif m in ("F", "P"):
@@ -696,6 +864,16 @@ def chart(b, path: Path, methods: list[str]) -> None:
     for bar, v, up in zip(bars, meds, hi, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, v + up + 0.2, f"{v:.1f}",
                 ha="center", va="bottom", fontsize=8)  # fmt: skip
+    # the modes that stop nothing: their freeze (docker pause -> unpause), hatched
+    frozen = [(i, statistics.median(fs)) for i, m in enumerate(methods)
+              if (fs := [r["freeze"] for r in b.results
+                         if r["method"] == m and r.get("freeze") is not None])]  # fmt: skip
+    if frozen:
+        ax.bar([methods[i] for i, _ in frozen], [f for _, f in frozen], color="none",
+               edgecolor="#3a9e5f", hatch="//", label="freeze (docker pause), median")  # fmt: skip
+        for i, f in frozen:
+            ax.text(i, f + 0.2, f"freeze {f:.1f}", ha="center", va="bottom", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_ylabel("downtime, s (stop → all running + SELECT 1)")
     ax.set_title(f"Downtime per method: median of {b.a.reps}, bars min–max "
                  f"({b.size_start['total'] / GIB:.1f} GiB deployment)")  # fmt: skip

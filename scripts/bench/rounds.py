@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import methods as m
+from . import restore
 from .common import CUTS, MASK, MIB, REST_AFTER_CLEANUP, SAMPLE, du_bytes, log, median, rm_tree, run
 from .measure import Bench, timed
 
@@ -44,21 +45,35 @@ esac
 
 
 def repetitions(b: Bench) -> Path:
-    """Every repetition; returns the klink-sync destination of the last one (kept)."""
+    """Every repetition; returns the klink-sync destination of the last one (kept, with
+    the last live destination: b.kept)."""
     keep = None
+    b.extra["live_available"] = live_available(b)
+    if not b.extra["live_available"]:
+        b.notes.append("`klink-sync live` is not in the code measured (no `live` command): "
+                       "its rows are missing; the physical restore starts an H2 snapshot's "
+                       "database (a clean shutdown's copy) instead of a live one's")  # fmt: skip
     for rep in range(1, b.a.reps + 1):
         d = b.s.work / f"r{rep}"
         d.mkdir()
         kd = one_repetition(b, rep, d)
+        kept = {"hot-cold": kd, "live": d / "klive"}
         for sub in d.iterdir():
-            if sub != kd:
+            if sub not in kept.values():
                 rm_tree(sub)
         if keep is not None:
             rm_tree(keep.parent)
         keep = kd
+        b.kept = {k: v for k, v in kept.items() if v.exists()}
         run(["sync"])
         time.sleep(REST_AFTER_CLEANUP)  # before the next repetition's F and P
     return keep
+
+
+def live_available(b: Bench) -> bool:
+    """Whether the code measured has `klink-sync live`."""
+    p = run(b.s.klink("live", "--help"), env=b.s.klink_env, check=False)
+    return p.returncode == 0
 
 
 def one_repetition(b: Bench, rep: int, d: Path) -> Path:
@@ -79,10 +94,21 @@ def one_repetition(b: Bench, rep: int, d: Path) -> Path:
     return kd
 
 
+def stopless_modes(b: Bench, d: Path) -> list[tuple[str, str, Path]]:
+    """(method prefix, klink-sync mode, destination) of the modes that stop nothing, each
+    on a destination of its own: a first run (-1), an incremental one after the change (-2)."""
+    out = [("pause", "hot-cold --pause", d / "kpause")]
+    if b.extra.get("live_available"):
+        out.append(("live", "live", d / "klive"))
+    return out
+
+
 def first_runs(b: Bench, rep: int, d: Path, kd: Path, bd: Path) -> None:
     s = b.s
     script = m.bare_script(s, kd, bd, 1)
     h1 = b.measure("H1", rep, m.klink_run, s, "hot-cold", kd)
+    for prefix, mode, dest in stopless_modes(b, d):  # as close to H1 as H2 will be to them
+        b.measure(f"{prefix}-1", rep, m.klink_run, s, mode, dest)
     b.measure("bare-H1", rep, m.bare, s, script, bd, h1)
     if b.a.cuts:  # the cuts that matter most on a first run, each on a fresh destination
         for cut in FIRST_RUN_CUTS:
@@ -96,6 +122,8 @@ def incremental_runs(b: Bench, rep: int, d: Path, kd: Path, bd: Path) -> None:
     s = b.s
     script = m.bare_script(s, kd, bd, 2)
     h2 = b.measure("H2", rep, m.klink_run, s, "hot-cold", kd)
+    for prefix, mode, dest in stopless_modes(b, d):
+        b.measure(f"{prefix}-2", rep, m.klink_run, s, mode, dest)
     b.measure("bare-H2", rep, m.bare, s, script, bd, h2)
     if not b.a.skip_peers:
         b.measure("rsnapshot-2", rep, m.rsnapshot, s, d / "rsnapshot")
@@ -235,6 +263,47 @@ def changed_files(a: Path, b: Path) -> list[str]:
             if not same:
                 out.append(f"{rel} ({os.lstat(pb).st_size} bytes)")
     return sorted(out)
+
+
+# ----------------------------------------------------------------- restore (issue 15)
+
+
+def restore_compare(b: Bench) -> None:
+    """The last repetition's live snapshot's database (without live: its H2 snapshot's)
+    restored physically, against the dump other tools take restored logically; writer and
+    indexer stopped meanwhile (the database idle), each repeated, the order alternating."""
+    reps = b.a.restore_reps
+    if reps < 1:
+        return
+    s = b.s
+    source = "live-2" if "live" in b.kept else "H2"
+    dest = b.kept["live" if source == "live-2" else "hot-cold"]
+    name = [r for r in b.results if r["method"] == source][-1]["snapshot"]
+    datadir, image = restore.snapshot_database(dest / "snapshots" / name)
+    envf = restore.env_file(s)
+    log("restore: stopping the writer and the indexer; dumping the database")
+    s.compose("stop", "kbox", "engine")
+    try:
+        dump_file = s.work / "restore-dump.sql"
+        dumped = restore.dump(s, dump_file)
+        log(f"restore: dump {dumped['bytes'] / MIB:.0f} MiB in {dumped['seconds']:.1f}s; "
+            f"snapshot {name}'s datadir {du_bytes(datadir)[0] / MIB:.0f} MiB")  # fmt: skip
+        out = {"source": source, "snapshot": name, "image": image, "dump": dumped,
+               "datadir_bytes": du_bytes(datadir)[0], "physical": [], "logical": []}
+        b.extra["restore"] = out
+        pair = [("physical", lambda: restore.physical(datadir, image, envf, s.work / "rs-p")),
+                ("logical", lambda: restore.logical(dump_file, image, envf, s.work / "rs-l"))]
+        for rep in range(1, reps + 1):
+            for kind, fn in pair if rep % 2 else pair[::-1]:
+                run(["sync"])
+                time.sleep(2)
+                r = fn()
+                out[kind].append(r)
+                log(f"restore rep {rep}: {kind} {r['seconds']:.1f}s ({r['rows']} rows)")
+                b.save_raw()
+        rm_tree(dump_file)
+    finally:
+        s.compose("start", "kbox", "engine")
 
 
 # ----------------------------------------------------------------- offsite push (issue 14)
