@@ -79,6 +79,27 @@ class Stack:
     def stop(self, timeout: int) -> None:
         self._run(docker.compose_stop_argv(self.compose, self.compose_files, timeout))
 
+    def pause(self, ids: Sequence[str]) -> None:
+        if ids:
+            process.run(docker.pause_argv(ids))
+
+    def unpause(self, ids: Sequence[str]) -> None:
+        if ids:
+            process.run(docker.unpause_argv(ids))
+
+    @staticmethod
+    def frozen(ids: Sequence[str]) -> list[str]:
+        """Those of `ids` that are paused now (a container gone since is not)."""
+        frozen = []
+        for cid in ids:
+            try:
+                out = process.run(docker.inspect_argv("{{.State.Paused}}", cid)).stdout
+            except process.CommandFailed:
+                continue
+            if out.strip() == "true":
+                frozen.append(cid)
+        return frozen
+
     def start(self, services: Sequence[str]) -> None:
         if services:
             self._run(docker.compose_start_argv(self.compose, self.compose_files, services))
@@ -310,3 +331,64 @@ def _start_again(
             f"{stack.start_command(running, recreate)}"
         )
     return after
+
+
+@dataclass
+class FreezeWindow:
+    """What a paused_stack block shares with its caller."""
+
+    times: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def paused_stack(
+    stack: Stack, running: Sequence[str], ids: Sequence[str]
+) -> Iterator[FreezeWindow]:
+    """Freeze the containers `ids` (docker pause); on leaving, by any path, thaw them.
+
+    Recorded on disk first, so the next klink-sync command thaws a stack a killed run left
+    frozen. If the pause fails for one container, the others are thawed before the error
+    goes on. One signal handler covers both halves, as for stopped_stack.
+    """
+    window = FreezeWindow()
+    times = window.times
+    hold = state.Hold(str(stack.folder), tuple(stack.compose),
+                      tuple(map(str, stack.compose_files)), tuple(running), state.PAUSED,
+                      os.getpid(), state.now(), containers=tuple(ids))  # fmt: skip
+    state.record(hold)
+    with signals_raise() as guard:
+        try:
+            times["pause_begin"] = time.time()
+            log.info("freezing the stack (docker pause): %s", ", ".join(running))
+            stack.pause(ids)
+            times["pause_end"] = time.time()
+            yield window
+        finally:
+            guard.deferring = True
+            times["unpause_begin"] = time.time()
+            thaw(stack, ids)
+            times["unpause_end"] = time.time()
+        if guard.received:
+            raise Interrupted(f"interrupted by {guard.received[0]} (the stack is thawed)")
+
+
+def thaw(stack: Stack, ids: Sequence[str]) -> None:
+    """Unpause whichever of `ids` is paused, then forget the hold; RestartFailed (70) when
+    one stays frozen: its users wait until someone unpauses it."""
+    error = ""
+    try:
+        stack.unpause(ids)  # the usual path: one call, every one of them paused
+        still: list[str] = []
+    except KlinkSyncError as exc:  # some were not paused (a failed pause), or are gone
+        error = str(exc)
+        still = stack.frozen(ids)
+        try:
+            stack.unpause(still)
+        except KlinkSyncError as again:
+            error = str(again)
+        still = stack.frozen(still)
+    if still:
+        raise RestartFailed(f"containers still frozen: {', '.join(c[:12] for c in still)}"
+                            f"{' (' + error + ')' if error else ''}; thaw them now with: "
+                            f"{process.show(docker.unpause_argv(still))}")  # fmt: skip
+    state.clear(stack.folder)
