@@ -8,14 +8,14 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 
 from . import __version__, checksums, inflight
 from .config import DEFAULT_START_TIMEOUT
 from .destination import INDEX, MANIFEST, STAGING, Destination, Snapshot
 from .errors import KlinkSyncError, RunFailed, UsageError
-from .models import Mode, Phase, Report, Source
+from .models import Login, Mode, Phase, Report, Source
 from .passes import Cuts, Passes, Progress
 from .plan import Plan
 from .preflight import Preflight, preflight, resolve_sources
@@ -38,6 +38,7 @@ class RunOptions:
     start_timeout: int = DEFAULT_START_TIMEOUT
     progress: Progress | None = None
     cuts: Cuts = Cuts()
+    database: Login | None = None  # live: mariadb-backup's login (config or compose)
 
 
 class Run:
@@ -58,6 +59,7 @@ class Run:
         """Preflight, then a fresh staging folder and room for the copies."""
         began = time.monotonic()
         self.pre: Preflight = preflight(self.plan, self.dest, self.stack)
+        self.ready()
         self.passes = Passes(self.plan, self.dest, self.pre, self.options.cuts,
                              self.options.progress)  # fmt: skip
         folders = {landing(u, self.pre.sources[u.dest]) for u in self.plan.units}
@@ -65,8 +67,12 @@ class Run:
         self.dest.check_free_space(self.pre.bytes_needed(self.plan))
         self.phases[Phase.PREFLIGHT.value] = time.monotonic() - began
 
-    def hot_pass(self) -> None:
-        seconds = self.passes.hot()
+    def ready(self) -> None:
+        """The mode's own checks, after the preflight and before anything is created."""
+
+    def hot_pass(self, skip: Collection[str] = ()) -> None:
+        """`skip`: units the hot pass leaves alone (their copy comes from elsewhere)."""
+        seconds = self.passes.hot(skip)
         if self.passes.hot_refs:
             self.phases[Phase.HOT.value] = seconds
         self.pre.first_scans.clear()  # held by the hot references now, where needed (memory)
@@ -156,15 +162,17 @@ class Run:
         report = Report(self.plan.mode, "ok", self.dest.spec, None, downtime, self.phases,
                         self.pre.before, after, tuple(self.passes.results),
                         tuple(self.passes.warnings), freeze_seconds=freeze)  # fmt: skip
+        report = self.reported(report)
         manifest = build_manifest(self.plan, report, self.pre.sources, times)
-        manifest.update(kind=kind, unsafe=self.unsafe)
+        manifest.update(kind=kind, unsafe=self.unsafe, **self.manifest_extra())
         is_backup = kind == "backup"
         if self.sums_thread is not None:
             self.sums_thread.join()  # before the promotion renames staging under it
         if not self.index_saved:
             self.dest.save_index(f"{STAGING}/{INDEX}", self.passes.cold_scans)
         self.dest.write_json(f"{STAGING}/{MANIFEST}", manifest)
-        held_since = times["stop_begin" if "stop_begin" in times else "pause_begin"]
+        held_since = next(times[k] for k in ("stop_begin", "backup_point", "pause_begin")
+                          if k in times)  # the instant the snapshot is of  # fmt: skip
         snapshot = self.dest.promote_staging(held_since, "" if is_backup else f"-{kind}",
                                              is_backup)  # fmt: skip
         self.phases[Phase.FINISH.value] = time.monotonic() - began
@@ -172,6 +180,14 @@ class Run:
         self.phases = dict(sorted(self.phases.items(), key=lambda kv: order.index(kv[0])))
         log.info("snapshot %s complete; downtime %.1fs", snapshot.name, downtime)
         return replace(report, snapshot=snapshot.name, phases=self.phases)
+
+    def reported(self, report: Report) -> Report:
+        """The mode's own figures added to the report (none here)."""
+        return report
+
+    def manifest_extra(self) -> dict:
+        """The mode's own record in the manifest (none here); never a secret."""
+        return {}
 
     def with_checksums(self, report: Report) -> Report:
         """SHA256SUMS for `verify`, written with the stack up (never inside the stop).
@@ -214,6 +230,8 @@ def hold_phases(times: Mapping[str, float]) -> tuple[dict[str, float], float, fl
         phases = {Phase.PAUSE.value: times["pause_end"] - times["pause_begin"],
                   Phase.UNPAUSE.value: times["unpause_end"] - times["unpause_begin"]}
         return phases, 0.0, times["unpause_end"] - times["pause_begin"]
+    if "stop_begin" not in times:  # live without a service to pause: nothing held
+        return {}, 0.0, 0.0
     phases = {Phase.STOP.value: times["stop_end"] - times["stop_begin"],
               Phase.START.value: times["start_end"] - times["start_begin"]}
     return phases, times["start_end"] - times["stop_begin"], 0.0
@@ -287,7 +305,7 @@ def run_backup(plan: Plan, dest: Destination, stack: Stack,
         # a signal before the stop ends the run cleanly too (nothing to start again)
         with signals_raise(), deployment_locked(plan.folder), dest.lock():
             recovered = recover(stack, options.start_timeout)
-            report = Run(plan, dest, stack, options).execute()
+            report = run_class(plan.mode)(plan, dest, stack, options).execute()
             if recovered.services:
                 report = replace(report, recovered=recovered.services,
                                  warnings=(recovered.message(), *report.warnings))
@@ -301,6 +319,15 @@ def run_backup(plan: Plan, dest: Destination, stack: Stack,
         raise RunFailed(f"{where}: {exc.strerror or exc}; nothing was promoted") from exc
 
 
+def run_class(mode: Mode) -> type[Run]:
+    """The run a mode makes: live copies the database with mariadb-backup, never stopping."""
+    if mode is Mode.LIVE:
+        from .live import LiveRun  # it builds on Run
+
+        return LiveRun
+    return Run
+
+
 def dry_run(plan: Plan, dest: Destination, stack: Stack, options: RunOptions) -> list[Step]:
     """The commands a run would issue now, in order; reads, touches nothing."""
     dest.check_usable(options.require_mount)
@@ -309,4 +336,8 @@ def dry_run(plan: Plan, dest: Destination, stack: Stack, options: RunOptions) ->
         check_pausable(pre.survey, pre.before)
     dest.show_as_locked()
     inputs = pre.inputs(options.cuts.seed, options.cuts.plain)
+    if plan.mode is Mode.LIVE:
+        from .live import live_dry_run
+
+        return live_dry_run(plan, dest, pre, inputs, options)
     return backup_steps(plan, dest, stack, inputs, progress=options.progress is not None)

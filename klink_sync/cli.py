@@ -133,9 +133,10 @@ def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | No
         the_dest = load.destination(dest, settings)
         stack = load.stack(settings, the_plan)
         job.before(the_dest.spec, the_plan.folder)
+        login = load.database_login(settings, the_plan) if mode is Mode.LIVE else None
         options = RunOptions(settings.retention, settings.require_mount,
                              settings.allow_unclean_stop, settings.start_timeout,
-                             _progress(quiet), cuts)  # fmt: skip
+                             _progress(quiet), cuts, login)  # fmt: skip
         report = run_backup(the_plan, the_dest, stack, options)
         if settings.offsite is not None and settings.offsite.after_backup and report.snapshot:
             from .offsite_run import push_after_backup  # the stack is up again by now
@@ -193,6 +194,8 @@ def _backup_command(mode: Mode, doc: str) -> None:
 _backup_command(Mode.HOT_COLD, "Copy hot volumes while the stack runs, stop it, copy the rest, "
                 "start it again.")  # fmt: skip
 _backup_command(Mode.COLD, "The guide's plain procedure: stop, copy everything, start.")
+_backup_command(Mode.LIVE, "Stop nothing: the database copied by mariadb-backup, the index "
+                "with its service paused, the documents after the database.")  # fmt: skip
 
 
 @command(app)

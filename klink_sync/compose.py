@@ -48,6 +48,9 @@ class Deployment:
     volumes: tuple[Volume, ...]
     services: tuple[str, ...]  # every service name, sorted
     secrets: frozenset[str] = field(default=frozenset(), repr=False)  # values to mask
+    # each service's environment (env_file: values, then environment:), for the login of
+    # live mode: holds secrets, never shown
+    environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
 
 def find_compose_files(folder: Path, explicit: Sequence[str | Path] = ()) -> tuple[Path, ...]:
@@ -110,9 +113,10 @@ def load_deployment(
     secret_pairs: list[tuple[str, str]] = list(dotenv.items())
     for path in service_env_files:
         secret_pairs.extend(_read_env_file(path, env).items())
-    for service in merged.services.values():
-        for key, value in service.environment.items():
-            secret_pairs.append((key, env.get(key, "") if value is None else value))
+    environments = {name: _service_environment(service, env)
+                    for name, service in merged.services.items()}  # fmt: skip
+    for environment in environments.values():
+        secret_pairs.extend(environment.items())
 
     return Deployment(
         folder=folder,
@@ -122,7 +126,20 @@ def load_deployment(
         volumes=volumes,
         services=tuple(sorted(merged.services)),
         secrets=frozenset(v for k, v in secret_pairs if _is_secret(k, v)),
+        environments=environments,
     )
+
+
+def _service_environment(service: _Service, env: Mapping[str, str]) -> dict[str, str]:
+    """What the service's container gets: its env_file: values, then its environment:
+    (a bare KEY from the shell or .env), as Compose gives them."""
+    found: dict[str, str] = {}
+    for path in service.env_files:
+        if path.is_file():
+            found.update(_read_env_file(path, env))
+    for key, value in service.environment.items():
+        found[key] = env.get(key, "") if value is None else value
+    return found
 
 
 # --- records used while reading --------------------------------------------------------

@@ -110,6 +110,26 @@ _HOOKS_EXAMPLE = """\
 #    - [logger, -p, user.err, -t, klink-sync, backup failed]
 #  shell: false"""
 
+_DATABASE_EXAMPLE = """\
+# live mode's login to MariaDB (mariadb-backup needs RELOAD, PROCESS, LOCK TABLES and
+# BINLOG MONITOR, or root); without it: root and the compose file's MARIADB_ROOT_PASSWORD
+# or MYSQL_ROOT_PASSWORD. The password file must be 0600 or stricter.
+#database:
+#  user: backup
+#  password_file: /etc/klink-sync/database-password"""
+
+
+@dataclass(frozen=True)
+class DatabaseLogin:
+    """`database:` of the config: who mariadb-backup logs in as (live mode)."""
+
+    user: str = "root"
+    password_file: str | None = None
+
+
+DATABASE_KEYS = ("user", "password_file")
+
+
 # Every option, in the order of `config sample` and the README table. Add one here, give
 # `Settings` its field, then run scripts/readme_options.py.
 OPTIONS: Mapping[str, Option] = MappingProxyType({option.key: option for option in (
@@ -154,6 +174,9 @@ OPTIONS: Mapping[str, Option] = MappingProxyType({option.key: option for option 
            "#ping_url: https://hc-ping.com/your-check-uuid"),
     Option("log_level", str, "info",
            "`debug`, `info` or `warning`; `-v`/`-q` and `KLINK_SYNC_LOG_LEVEL` win"),
+    Option("database", dict, None,
+           "`live` mode's MariaDB login: `user`, `password_file` (0600)",
+           _DATABASE_EXAMPLE, readme_default="root, password from the compose file"),
     Option("offsite", dict, None,
            "encrypted offsite copies with restic: `repository`, `password_file`, "
            "`environment_file`, `after_backup`, `retention`, `check_subset`, `limit_upload`, "
@@ -193,6 +216,7 @@ class Settings:
     metrics_file: str | None = _default("metrics_file")
     ping_url: str | None = _default("ping_url")
     log_level: str = _default("log_level")
+    database: DatabaseLogin | None = _default("database")
     offsite: Offsite | None = _default("offsite")
     notify: Notify | None = _default("notify")
     source: str = "defaults"  # where the settings came from, for messages
@@ -318,6 +342,21 @@ def _hooks(problems: _Problems, entry: Mapping) -> Hooks:
     return Hooks(**events)
 
 
+def _database(problems: _Problems, entry: Mapping) -> DatabaseLogin | None:
+    before = len(problems)
+    for key in sorted(set(map(str, entry)) - set(DATABASE_KEYS)):
+        problems.add("database", f"unknown key '{key}' (database has {', '.join(DATABASE_KEYS)})")
+    user = entry.get("user", "root")
+    if not isinstance(user, str) or not user.strip() or any(c in user for c in "\n\0"):
+        problems.add("database.user", "must be a user name on one line")
+    path = entry.get("password_file")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        problems.add("database.password_file", "must be an absolute path")
+    if len(problems) > before:
+        return None
+    return DatabaseLogin(user, path)
+
+
 def _ssh_options(problems: _Problems, options: list) -> tuple[str, ...]:
     """ssh's own arguments, one per item ([-p, 2222, -i, /root/.ssh/key])."""
     good = []
@@ -376,7 +415,8 @@ def _checked_values(problems: _Problems, values: dict[str, Any]) -> None:
     if "compose_files" in values:
         values["compose_files"] = tuple(files)
     for key, check in (("retention", _retention), ("excludes", _excludes), ("hooks", _hooks),
-                       ("ssh_options", _ssh_options), ("offsite", check_offsite),
+                       ("ssh_options", _ssh_options), ("database", _database),
+                       ("offsite", check_offsite),
                        ("notify", check_notify)):  # fmt: skip
         if key in values:
             values[key] = check(problems, values[key])

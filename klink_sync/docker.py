@@ -174,3 +174,57 @@ def container_exists_argv(name: str) -> tuple[str, ...]:
 def remove_argv(name: str) -> tuple[str, ...]:
     """Remove a container, running or not, with its anonymous volumes: nothing left behind."""
     return (DOCKER, "rm", "-f", "-v", name)
+
+
+# ------------------------------------------------------- mariadb-backup (live)
+
+# What the database's own image must hold for `live`: the new name, then the old one.
+BACKUP_PROGRAMS = ("mariadb-backup", "mariabackup")
+BACKUP_MOUNT = "/klink-sync-backup"  # the scratch folder, inside the throwaway containers
+BACKUP_DATA = f"{BACKUP_MOUNT}/data"  # mariadb-backup's --target-dir
+CLIENT_CNF = "/run/klink-sync/client.cnf"  # the 0600 defaults file holding the login
+# image, then the container's addresses on its networks (space-separated)
+CONTAINER_FORMAT = "{{.Config.Image}}\t{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+
+
+def container_argv(cid: str) -> tuple[str, ...]:
+    """The image a container was made from, and its addresses (see CONTAINER_FORMAT)."""
+    return inspect_argv(CONTAINER_FORMAT, cid)
+
+
+def which_backup_argv(image: str) -> tuple[str, ...]:
+    """Prints the path of the image's mariadb-backup (or mariabackup); fails without one.
+    Asked before anything is copied: `live` refuses an image without it."""
+    found = " || ".join(f"command -v {p}" for p in BACKUP_PROGRAMS)
+    return (DOCKER, "run", "--rm", "--entrypoint", "sh", image, "-c", found)
+
+
+def mariadb_backup_argv(
+    image: str, program: str, container: str, scratch: str, cnf: str, datadir: str, host: str,
+    name: str,
+) -> tuple[str, ...]:  # fmt: skip
+    """mariadb-backup --backup from the database's own image (the server's version) in a
+    throwaway container that sees the datadir as the server does (--volumes-from) and
+    reaches it on its own network namespace (--network container:); the copy lands in
+    `scratch`. The login is read from the defaults file `cnf`, never from argv or env."""
+    return (DOCKER, "run", "--rm", "--name", name, "--network", f"container:{container}",
+            "--volumes-from", container, "-v", f"{scratch}:{BACKUP_MOUNT}",
+            "-v", f"{cnf}:{CLIENT_CNF}:ro", "--entrypoint", program, image,
+            f"--defaults-extra-file={CLIENT_CNF}", "--backup", f"--target-dir={BACKUP_DATA}",
+            f"--datadir={datadir}", f"--host={host}")  # fmt: skip
+
+
+def mariadb_prepare_argv(image: str, program: str, scratch: str, name: str) -> tuple[str, ...]:
+    """mariadb-backup --prepare: applies the redo log copied with the files, so the copy
+    starts as after a clean shutdown (no network, no server)."""
+    return (DOCKER, "run", "--rm", "--name", name, "--network", "none",
+            "-v", f"{scratch}:{BACKUP_MOUNT}", "--entrypoint", program, image, "--prepare",
+            f"--target-dir={BACKUP_DATA}")  # fmt: skip
+
+
+def chown_argv(image: str, scratch: str, uid: int, gid: int, name: str) -> tuple[str, ...]:
+    """The prepared files belong to whoever ran mariadb-backup; the server needs them as the
+    datadir's owner has them (numeric: the host may not know the container's names)."""
+    return (DOCKER, "run", "--rm", "--name", name, "--network", "none",
+            "-v", f"{scratch}:{BACKUP_MOUNT}", "--entrypoint", "chown", image, "-R",
+            f"{uid}:{gid}", BACKUP_DATA)  # fmt: skip

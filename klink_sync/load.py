@@ -19,7 +19,8 @@ from .config import LOG_LEVELS, Settings, load_settings
 from .destination import Destination, open_destination
 from .docker import COMPOSE_COMMANDS
 from .errors import UsageError
-from .models import Mode
+from .models import Login, Mode
+from .offsite import secret_file
 from .passes import Cuts
 from .plan import Plan, build_plan, resolved
 from .stack import Stack, detect_compose_command
@@ -72,6 +73,32 @@ def plan(settings: Settings, folder: Path | None, mode: Mode) -> Plan:
         return build_plan(deployment, overrides, mode, settings.stop_timeout, settings.excludes)
     except UsageError as exc:
         raise UsageError(str(exc).replace("config:", f"{settings.source}:", 1)) from None
+
+
+def database_login(settings: Settings, the_plan: Plan) -> Login:
+    """live mode's login to the database: the config's database.password_file (0600), else
+    root and the root password in the database service's environment; masked from here on."""
+    from .live import login_from, select  # live builds on the backup run
+
+    service = select(the_plan).service
+    chosen = settings.database
+    if chosen is not None and chosen.password_file:
+        raw = secret_file(chosen.password_file, "password_file", "database")
+        try:
+            password = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise UsageError(f"{chosen.password_file}: database.password_file: not UTF-8") from None
+        login = Login(chosen.user, password, f"database.password_file {chosen.password_file}")
+    elif chosen is not None and chosen.user != "root":
+        raise UsageError(f"{settings.source}: database.user {chosen.user!r} needs "
+                         "database.password_file")  # fmt: skip
+    else:
+        deployment = load_deployment(the_plan.folder, settings.compose_files, os.environ)
+        login = login_from(deployment.environments.get(service, {}), service)
+    if not login.password:
+        raise UsageError(f"the database password ({login.origin}) is empty")
+    process.add_secrets([login.password])
+    return login
 
 
 def destination(spec: str | None, settings: Settings) -> Destination:

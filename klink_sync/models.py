@@ -92,6 +92,15 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Login:
+    """A database login (live mode's mariadb-backup): the password is never shown."""
+
+    user: str
+    password: str = field(repr=False)
+    origin: str = ""  # where the password came from, for messages (a file, a variable)
+
+
+@dataclass(frozen=True)
 class RsyncStats:
     """What one rsync's --stats block says."""
 
@@ -137,6 +146,7 @@ class Report:
     checksums: Mapping[str, object] = field(default_factory=dict)  # checksums.ChecksumResult
     offsite: Mapping[str, object] = field(default_factory=dict)  # offsite.Pushed.to_dict()
     freeze_seconds: float = 0.0  # services frozen (docker pause), not stopped: requests wait
+    commit_block_seconds: float = 0.0  # live: commits waited for mariadb-backup's lock
 
     def bytes_moved(self, phase: Phase) -> int:
         return sum(p.stats.transferred_size for p in self.passes if p.phase is phase)

@@ -128,21 +128,22 @@ def _retention(problems, entry: object) -> Retention:  # type: ignore[no-untyped
 # --- the secret files ---------------------------------------------------------------------
 
 
-def secret_file(path: str, key: str) -> bytes:
-    """A file only its owner (this user or root) can read: else a one-line refusal."""
+def secret_file(path: str, key: str, section: str = "offsite") -> bytes:
+    """A file only its owner (this user or root) can read: else a one-line refusal naming
+    the option (`section.key`) that gave it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: no wait
     except OSError as exc:
-        raise UsageError(f"{path}: offsite.{key}: {exc.strerror}") from None
+        raise UsageError(f"{path}: {section}.{key}: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: offsite.{key}: not a regular file")
+            raise UsageError(f"{path}: {section}.{key}: not a regular file")
         if st.st_mode & 0o077:
-            raise UsageError(f"{path}: offsite.{key}: mode {stat.S_IMODE(st.st_mode):04o} lets "
+            raise UsageError(f"{path}: {section}.{key}: mode {stat.S_IMODE(st.st_mode):04o} lets "
                              "others read it: chmod 600 it")  # fmt: skip
         if st.st_uid not in (0, os.geteuid()):
-            raise UsageError(f"{path}: offsite.{key}: owned by uid {st.st_uid}, not by root or "
+            raise UsageError(f"{path}: {section}.{key}: owned by uid {st.st_uid}, not by root or "
                              "this user")  # fmt: skip
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()

@@ -11,7 +11,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
@@ -145,10 +145,12 @@ class Passes:
         return process.run_many(jobs)
 
     # --- the hot pass
-    def hot(self) -> float:
-        """Hot rounds while much changes; then the state of the copies, read once."""
+    def hot(self, skip: Collection[str] = ()) -> float:
+        """Hot rounds while much changes; then the state of the copies, read once.
+        `skip`: units not copied (live: the database, copied by mariadb-backup)."""
         began = time.monotonic()
-        units = hot_units(self.plan, self.pre.inputs(self.cuts.seed))
+        units = tuple(u for u in hot_units(self.plan, self.pre.inputs(self.cuts.seed))
+                      if u.dest not in skip)  # fmt: skip
         rounds = HOT_ROUNDS if self.cuts.rounds else 1
         scans = self.pre.first_scans
         for round in range(1, rounds + 1 if units else 1):
@@ -244,6 +246,20 @@ class Passes:
             jobs.append(beside)
         self.side_by_side(jobs)
         return time.monotonic() - began
+
+    def final(self, units: Sequence[CopyUnit]) -> float:
+        """Strict copies of `units` side by side, each as in the cold pass (live: while the
+        stack runs, after what makes them consistent); their seconds."""
+        began = time.monotonic()
+        self.side_by_side([functools.partial(self._cold_unit, unit) for unit in units])
+        return time.monotonic() - began
+
+    def copy_from(self, unit: CopyUnit, source: Source) -> None:
+        """A unit's strict copy from another folder than its own (live: the database copy
+        mariadb-backup made), complete: never linked to an older snapshot."""
+        step = copy_step(Phase.COLD, unit, source, self.dest, None, self.pre.latest_folders,
+                         progress=self.progress is not None)  # fmt: skip
+        self._copy(step, unit)
 
     def _cold_unit(self, unit: CopyUnit) -> None:
         """Walk (stack stopped), copy strictly, then copy again what rsync cannot see."""

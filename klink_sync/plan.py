@@ -64,6 +64,8 @@ class Plan:
 
     @property
     def steps(self) -> tuple[Stage, ...]:
+        if self.mode is Mode.LIVE:
+            return self._live_steps()
         hot = [u.dest for u in self.hot_units] if self.mode.copies_hot else []
         steps = [Stage(Phase.PREFLIGHT, "check destination, sources, rsync and compose; "
                       "note which services run")]  # fmt: skip
@@ -96,6 +98,22 @@ class Plan:
         if self.mode is Mode.PAUSE:
             return Stage(Phase.UNPAUSE, "thaw them (docker unpause), on every path")
         return Stage(Phase.START, "start again exactly the services that were running")
+
+    def _live_steps(self) -> tuple[Stage, ...]:
+        return (
+            Stage(Phase.PREFLIGHT, "check destination, sources, rsync and compose; the "
+                  "database runs and its image has mariadb-backup"),
+            Stage(Phase.HOT, "copy while the stack runs: every volume but the database; again "
+                  "while 16 MiB or more changed during a round"),
+            Stage(Phase.PAUSE, "pause only the index's service (docker pause), copy the index "
+                  "strictly, unpause it"),
+            Stage(Phase.DATABASE, "mariadb-backup --backup of the running database (commits "
+                  "wait only for its BLOCK_COMMIT stage), --prepare, into staging"),
+            Stage(Phase.COLD, "copy the documents strictly after the database's backup point, "
+                  "nothing paused: every row has its file"),
+            Stage(Phase.FINISH, "write manifest.json, promote staging to snapshots/<time>, "
+                  "move latest"),
+        )  # fmt: skip
 
 
 def resolved(deployment: Deployment, resolve: Callable[[str], str]) -> Deployment:

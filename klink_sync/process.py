@@ -83,11 +83,11 @@ def run(
     env: Mapping[str, str] | None = None,
     on_output: Callable[[str], None] | None = None,
     input: bytes | None = None,
+    on_stderr: Callable[[str], None] | None = None,
 ) -> Result:
     """Run argv (never through a shell); raise CommandFailed unless its exit code is ok.
-
-    `input` is written to the command's standard input (else it reads end of file).
-    """
+    `input`: its standard input (else end of file); `on_stderr`: each line of its standard
+    error as it comes (a log whose timing matters), still kept whole in the Result."""
     argv = tuple(os.fsdecode(a) for a in argv)
     if _abandon.is_set():
         raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
@@ -109,6 +109,13 @@ def run(
             if segment.strip():
                 on_output(segment)
 
+    err_lines: list[str] = []
+
+    def collect_err(line: str) -> None:
+        err_lines.append(line)
+        if on_stderr is not None:
+            on_stderr(line.rstrip("\n"))
+
     running = command(
         *argv[1:],
         _ok_code=list(range(-64, 256)),  # a signal's death is an exit code like any other
@@ -122,15 +129,22 @@ def run(
         _bg=True,
         _bg_exc=False,
         _in=input if input is not None else b"",  # else sh feeds a queue, polled every 0.1 s
+        **({"_err": collect_err, "_err_bufsize": 1} if on_stderr is not None else {}),
     )
     stdout = _wait(running, out_chunks)
-    result = Result(argv, running.exit_code, stdout,
-                    running.stderr.decode("utf-8", "surrogateescape"))  # fmt: skip
-    log.debug("exit %d: %s", result.exit_code, argv[0])
+    stderr = ("".join(err_lines) if on_stderr is not None
+              else running.stderr.decode("utf-8", "surrogateescape"))  # fmt: skip
+    return _judged(Result(argv, running.exit_code, stdout, stderr), ok_codes)
+
+
+def _judged(result: Result, ok_codes: Sequence[int]) -> Result:
+    """The result, or CommandFailed naming its cause when its exit code is not ok."""
+    log.debug("exit %d: %s", result.exit_code, result.argv[0])
     if result.exit_code not in ok_codes:
         detail = result.last_error_line or f"exit code {result.exit_code}"
         if result.exit_code < 0:
             detail = f"killed by {signal.Signals(-result.exit_code).name}"
+        argv = result.argv
         shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
         raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
     return result

@@ -67,6 +67,9 @@ def report_text(report: Report) -> str:
     if report.freeze_seconds:
         lines.append(f"  {'FREEZE':<10} {report.freeze_seconds:7.1f}s   "
                      "(paused: requests waited, none failed)")  # fmt: skip
+    if report.commit_block_seconds:
+        lines.append(f"  {'COMMITS':<10} {report.commit_block_seconds:7.3f}s   "
+                     "(blocked by mariadb-backup: commits waited, none failed)")  # fmt: skip
     lines.append("services before: " + (", ".join(report.services_before) or "none"))
     lines.append("services after:  " + (", ".join(report.services_after) or "none"))
     if report.recovered:

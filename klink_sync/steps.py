@@ -143,16 +143,23 @@ def hot_units(plan: Plan, inputs: Inputs) -> tuple[CopyUnit, ...]:
     return plan.hot_pass_units if inputs.seed else plan.hot_units
 
 
-def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
-                 progress: bool = False) -> list[Step]:  # fmt: skip
-    """The commands of a run, in order, as it would run them on the data as it is now."""
-    hot = hot_units(plan, inputs)
+def hot_steps(hot: Sequence[CopyUnit], dest: Destination, inputs: Inputs,
+              progress: bool = False) -> list[Step]:  # fmt: skip
+    """The hot rounds' copies, and the rule for the rounds after the first."""
     out = [copy_step(Phase.HOT, u, inputs.sources[u.dest], dest, inputs.latest,
                      inputs.latest_folders, progress=progress) for u in hot]  # fmt: skip
     if hot:
         out.append(rule(Phase.HOT, f"again, the files a walk found changed (rsync --files-from), "
                         f"while {HOT_REPEAT_BYTES // 2**20} MiB or more changed during a round "
                         f"(at most {HOT_ROUNDS} rounds)"))  # fmt: skip
+    return out
+
+
+def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
+                 progress: bool = False) -> list[Step]:  # fmt: skip
+    """The commands of a run, in order, as it would run them on the data as it is now."""
+    hot = hot_units(plan, inputs)
+    out = hot_steps(hot, dest, inputs, progress)
     frozen = plan.mode is Mode.PAUSE
     out += pause_steps(inputs.containers) if frozen else [stop_step(stack, plan.stop_timeout)]
     out.append(rule(Phase.COLD, "first, files whose ctime shows a change rsync cannot see are "
@@ -170,3 +177,79 @@ def backup_steps(plan: Plan, dest: Destination, stack: Stack, inputs: Inputs,
     else:
         out.append(rule(Phase.START, "nothing ran before: the stack is left stopped"))
     return out
+
+
+# ------------------------------------------------------------------------------ live
+
+
+@dataclass(frozen=True)
+class LiveInputs:
+    """What live mode's own commands depend on, as its preflight found them."""
+
+    database: CopyUnit  # the MariaDB datadir, copied by mariadb-backup
+    service: str
+    container: str  # the database's running container: its volumes and network are used
+    image: str  # the image it runs: mariadb-backup of the server's own version
+    program: str  # mariadb-backup, or mariabackup in older images
+    host: str  # where the server listens, seen from its own network namespace
+    datadir: str  # the datadir inside the container (the volume's target)
+    owner: tuple[int, int]  # uid, gid of the datadir on the host: the copy gets them
+    scratch: str  # a local folder for mariadb-backup's copy (emptied before and after)
+    cnf: str  # the 0600 defaults file holding the login (written just before, removed after)
+    name: str  # the throwaway containers' name prefix (removed if a run is interrupted)
+    paused: tuple[CopyUnit, ...]  # copied with their services paused (the index)
+    paused_ids: tuple[str, ...]  # those services' running containers
+    after: tuple[CopyUnit, ...]  # copied after the database, nothing paused (documents)
+
+    @property
+    def source(self) -> Source:
+        """The prepared copy, as the database unit's source for its rsync into staging."""
+        return Source(f"{self.scratch}/data")
+
+
+def database_steps(live: LiveInputs) -> list[Step]:
+    """mariadb-backup's backup, prepare and chown, each in a throwaway container."""
+    image, program, scratch = live.image, live.program, live.scratch
+    return [
+        Step(Phase.DATABASE, docker.mariadb_backup_argv(
+            image, program, live.container, scratch, live.cnf, live.datadir, live.host,
+            f"{live.name}-backup"),
+            f"copy the running database of {live.service} (commits wait only while "
+            "mariadb-backup holds BACKUP STAGE BLOCK_COMMIT)"),
+        Step(Phase.DATABASE, docker.mariadb_prepare_argv(image, program, scratch,
+                                                         f"{live.name}-prepare"),
+             "apply its redo log: the copy starts as after a clean shutdown"),
+        Step(Phase.DATABASE, docker.chown_argv(image, scratch, *live.owner, f"{live.name}-chown"),
+             "give the copy the datadir's owner"),
+    ]  # fmt: skip
+
+
+def live_steps(plan: Plan, dest: Destination, inputs: Inputs, live: LiveInputs,
+               progress: bool = False) -> list[Step]:  # fmt: skip
+    """The commands of a live run, in order: nothing is stopped; the index is copied with
+    its service paused, then the database by mariadb-backup, then the documents."""
+    hot = tuple(u for u in hot_units(plan, inputs) if u != live.database)
+    out = hot_steps(hot, dest, inputs, progress)
+
+    def strict(units: Sequence[CopyUnit]) -> list[Step]:
+        return [copy_step(Phase.COLD, u, inputs.sources[u.dest], dest, None if u in hot
+                          else inputs.latest, inputs.latest_folders, progress=progress)
+                for u in units]  # fmt: skip
+
+    if live.paused_ids:
+        out += pause_steps(live.paused_ids)
+    out += strict(live.paused)
+    if live.paused_ids:
+        out.append(unpause_step(live.paused_ids))
+    out.append(
+        Step(
+            Phase.DATABASE,
+            docker.which_backup_argv(live.image),
+            "the image has mariadb-backup (checked before anything is copied)",
+        )
+    )
+    out += database_steps(live)
+    out.append(copy_step(Phase.COLD, live.database, live.source, dest, None,
+                         inputs.latest_folders, progress=progress))  # fmt: skip
+    out.append(rule(Phase.DATABASE, f"remove {live.scratch} and the defaults file"))
+    return out + strict(live.after)

@@ -98,6 +98,13 @@ class Destination(ABC):
         raise UsageError(f"{self.spec}: the snapshot is not on this host: verify it with "
                          "--database on the backup host")  # fmt: skip
 
+    def scratch(self, name: str) -> Path:
+        """A private folder of this host for a run's intermediate files (live: the database
+        copy before its rsync into staging); not created here. Over ssh: the state folder."""
+        from ..state import state_dir  # it builds on the local destination's lock
+
+        return state_dir() / name
+
     # --- checks, before anything is stopped
     @abstractmethod
     def check_usable(self, require_mount: bool = False, create: bool = False) -> None:

@@ -142,6 +142,10 @@ class LocalDestination(Destination):
     def local_path(self, rel: str) -> Path:
         return self.root / rel
 
+    def scratch(self, name: str) -> Path:
+        """Beside .staging: on the destination's disk, which has room for the copies."""
+        return self.root / f".{name}"
+
     def check_usable(self, require_mount: bool = False, create: bool = False) -> None:
         root = self.root
         if require_mount and mount_point(root) == Path("/"):

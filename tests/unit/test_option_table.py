@@ -134,6 +134,7 @@ GIVEN = {
     "metrics_file": "/var/lib/node-exporter/klink_sync.prom",
     "ping_url": "https://hc-ping.com/abc",
     "log_level": "debug",
+    "database": {"user": "backup", "password_file": "/etc/klink-sync/db-pw"},
     "offsite": {"repository": "/srv/restic", "password_file": "/etc/klink-sync/pw"},
     "notify": {"urls": ["ntfys://ntfy.example.org/k-link"]},
 }

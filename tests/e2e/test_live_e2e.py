@@ -1,0 +1,200 @@
+"""`klink-sync live` on the real sample stack, the writer running: nothing stops, the
+snapshot's database starts (prepared), every row has its file, the index is never ahead."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import error_line, run_cli
+from tests.e2e.conftest import SAMPLE, SERVICES, SampleStack, checker, wait_for_rows
+
+PASSWORDS = ("s3cret-db-pass-7f3a", "s3cret-root-pass-91bc")
+STOPPING = {"die", "stop", "kill", "start", "restart", "create", "destroy", "oom"}
+
+
+@pytest.fixture
+def live_stack(tmp_path: Path, compose_cmd: str):
+    """A sample stack of its own with REWRITE_INTERVAL=0: K-Box writes a document once (a
+    new version is a new file); an in-place rewrite would make a file copied after the
+    database's backup point newer than its row there (live mode's stated limit)."""
+    folder = tmp_path / f"kl-live-{os.getpid()}-{tmp_path.name[-10:].strip('_')}"
+    shutil.copytree(SAMPLE / "deploy", folder)
+    env = folder / ".env"
+    env.write_text(env.read_text().replace("REWRITE_INTERVAL=1", "REWRITE_INTERVAL=0"))
+    stack = SampleStack(folder, compose_cmd)
+    stack.compose("up", "-d")
+    wait_for_rows(folder, compose_cmd, at_least=40)
+    yield stack
+    stack.down()
+
+
+def _env(compose_cmd: str) -> dict:
+    return {"KLINK_SYNC_COMPOSE": compose_cmd}
+
+
+def _events(project: str, since: float, until: float) -> list[str]:
+    """The project's container events (status names) between two instants, healthchecks'
+    execs aside."""
+    out = subprocess.run(
+        ["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+         "--filter", f"label=com.docker.compose.project={project}",
+         "--filter", "type=container", "--format", "{{.Status}}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    names = [line.split(":")[0].strip() for line in out.splitlines() if line.strip()]
+    return [n for n in names if not n.startswith(("exec_", "health_status"))]
+
+
+def _snapshot(dest: Path) -> Path:
+    return dest / "snapshots" / os.path.basename(os.readlink(dest / "latest"))
+
+
+def _live_run(stack: SampleStack, dest: Path, compose_cmd: str) -> tuple[dict, Path, list]:
+    """One live run, its report, snapshot and the project's container events meanwhile;
+    the rows committed just before it began are in the snapshot."""
+    rows_before = checker.live_rows(stack.folder, compose_cmd)["ids"]
+    since = time.time()
+    proc = run_cli("live", "--folder", stack.folder, "--dest", dest, "--json",
+                   env=_env(compose_cmd))  # fmt: skip
+    events = _events(stack.folder.name, since, time.time() + 0.5)
+    snap = _snapshot(dest)
+    result = checker.check_snapshot(snap / "folder")
+    assert result["ok"], result["errors"]
+    assert not result["crash_recovery"] and result["check_ok"]
+    assert result["missing_files"] == [] and result["bad_sha256"] == []
+    assert set(rows_before) <= set(result["ids"])
+    outputs = proc.stdout + proc.stderr + (snap / "manifest.json").read_text()
+    assert not [p for p in PASSWORDS if p in outputs]
+    return json.loads(proc.stdout), snap, events
+
+
+def test_live_stops_nothing_and_every_row_has_its_file(
+    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
+):
+    dest = tmp_path / "backup"
+    report, snap, events = _live_run(live_stack, dest, compose_cmd)
+    assert not STOPPING & set(events), events
+    assert set(events) <= {"pause", "unpause"} and "pause" in events, events
+    assert report["mode"] == "live" and report["downtime_seconds"] == 0
+    assert report["services_before"] == SERVICES == report["services_after"]
+    assert 0 < report["freeze_seconds"] < 30 and 0 < report["commit_block_seconds"] < 10
+    manifest = json.loads((snap / "manifest.json").read_text())
+    assert manifest["mode"] == "live" and "mariadb-backup" in manifest["consistency"]
+    live = manifest["live"]
+    assert live["tool"] in ("mariadb-backup", "mariabackup") and live["paused_services"] == [
+        "engine"
+    ]
+    assert live["commit_block_seconds"] == report["commit_block_seconds"]
+    # rows committed before the backup point are all in the snapshot
+    point = manifest["times"]["backup_point"].rstrip("Z").replace("T", " ")
+    before = checker.live_rows(live_stack.folder, compose_cmd, before=point)
+    assert set(before["ids"]) <= set(checker.check_snapshot(snap / "folder")["ids"])
+    # the snapshot's database boots under verify as for any other mode
+    verified = run_cli("verify", "--dest", dest, "--database", env=_env(compose_cmd))
+    assert "database (database): ok" in verified.stdout
+    assert live_stack.running() == SERVICES
+    assert not list(dest.glob(".live-database*"))  # the scratch copy is gone
+
+
+def test_ten_live_runs_under_write_load_are_all_consistent(
+    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
+):
+    dest = tmp_path / "backup"
+    blocks, pauses = [], []
+    for _ in range(10):
+        report, _, events = _live_run(live_stack, dest, compose_cmd)
+        assert not STOPPING & set(events), events
+        blocks.append(report["commit_block_seconds"])
+        pauses.append(report["freeze_seconds"])
+    assert len(list((dest / "snapshots").iterdir())) == 10
+    print(f"commit block: max {max(blocks):.3f}s; index pause: max {max(pauses):.2f}s")
+
+
+def _fake_database_image(tag: str, script: str | None) -> str:
+    """The sample database image with mariadb-backup removed (script None) or replaced by
+    `script`: the server itself runs as before."""
+    context = Path(f"/tmp/{tag.replace('/', '-').replace(':', '-')}")
+    context.mkdir(exist_ok=True)
+    lines = ["FROM klink-sample/database:latest",
+             "RUN rm -f /usr/bin/mariadb-backup /usr/bin/mariabackup"]  # fmt: skip
+    if script is not None:
+        (context / "mariadb-backup").write_text(script)
+        lines += ["COPY mariadb-backup /usr/bin/mariadb-backup",
+                  "RUN chmod 0755 /usr/bin/mariadb-backup"]  # fmt: skip
+    (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True,
+                   capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})  # fmt: skip
+    return tag
+
+
+def _with_image(stack: SampleStack, image: str) -> None:
+    (stack.folder / "docker-compose.override.yml").write_text(
+        f"services:\n  database:\n    image: {image}\n"
+    )
+    stack.compose("up", "-d")
+    wait_for_rows(stack.folder, stack.compose_cmd, at_least=40)
+
+
+def _nothing_done(stack: SampleStack, dest: Path, since: float) -> None:
+    assert not (dest / "latest").exists()
+    assert not list((dest / "snapshots").glob("*")) if (dest / "snapshots").exists() else True
+    assert not STOPPING & set(_events(stack.folder.name, since, time.time() + 0.5))
+    assert stack.running() == SERVICES
+
+
+def test_an_image_without_mariadb_backup_is_refused_before_anything_is_copied(
+    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
+):
+    image = _fake_database_image("klink-live-test/database:no-backup", None)
+    _with_image(live_stack, image)
+    dest, since = tmp_path / "backup", time.time()
+    proc = run_cli("live", "--folder", live_stack.folder, "--dest", dest,
+                   env=_env(compose_cmd), check=2)  # fmt: skip
+    line = error_line(proc.stderr)
+    assert image in line and "hot-cold" in line, line
+    assert not (dest / ".staging").exists()
+    _nothing_done(live_stack, dest, since)
+
+
+def test_mariadb_backup_failing_fails_the_run_and_stops_nothing(
+    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
+):
+    script = "#!/bin/sh\necho '[00] FATAL ERROR: simulated failure of the copy' >&2\nexit 1\n"
+    _with_image(live_stack, _fake_database_image("klink-live-test/database:failing", script))
+    dest, since = tmp_path / "backup", time.time()
+    proc = run_cli("live", "--folder", live_stack.folder, "--dest", dest,
+                   env=_env(compose_cmd), check=1)  # fmt: skip
+    line = error_line(proc.stderr)
+    assert "simulated failure" in line and "nothing was promoted" in line, line
+    _nothing_done(live_stack, dest, since)
+    assert not list(dest.glob(".live-database*"))
+
+
+def test_a_wrong_password_is_one_line_without_the_password(
+    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
+):
+    wrong = "wrong-pass-5e1d9c"
+    secret = tmp_path / "db-password"
+    secret.write_text(wrong + "\n")
+    secret.chmod(0o600)
+    config = tmp_path / "config.yml"
+    config.write_text(f"database:\n  user: root\n  password_file: {secret}\n")
+    dest, since = tmp_path / "backup", time.time()
+    proc = run_cli("live", "--folder", live_stack.folder, "--dest", dest, "--config", config,
+                   env=_env(compose_cmd), check=1)  # fmt: skip
+    line = error_line(proc.stderr)
+    assert "Access denied" in line, line
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("klink-sync:")] == [line]
+    assert wrong not in proc.stdout + proc.stderr
+    _nothing_done(live_stack, dest, since)
+    secret.chmod(0o644)  # a password file others can read: refused before anything runs
+    proc = run_cli("live", "--folder", live_stack.folder, "--dest", dest, "--config", config,
+                   env=_env(compose_cmd), check=2)  # fmt: skip
+    assert "database.password_file" in error_line(proc.stderr)
