@@ -179,3 +179,38 @@ def live_stack(tmp_path: Path, compose_cmd: str):
         yield stack
     finally:
         stack.down()
+
+
+# container events that mean a service stopped or started (a pause or unpause does not)
+STOPPING = {"die", "stop", "kill", "start", "restart", "create", "destroy", "oom"}
+
+
+class Events:
+    """Every container event of a project while the block runs, as (action, name): a live
+    `docker events` (replayed history is cut to the daemon's last few hundred events, and
+    healthchecks fill it)."""
+
+    def __init__(self, project: str):
+        self.project, self.seen = project, []
+
+    def __enter__(self) -> Events:
+        self.proc = subprocess.Popen(
+            ["docker", "events", "--filter", "type=container",
+             "--filter", f"label=com.docker.compose.project={self.project}",
+             "--format", "{{.Action}}\t{{.Actor.Attributes.name}}"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.5)  # subscribed before the first run begins
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)  # the last events reach the stream
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        self.seen = [tuple(line.split("\t", 1)) for line in out.splitlines() if line]
+
+    def held(self) -> list:
+        return [(action, name) for action, name in self.seen if action in STOPPING]
+
+    def count(self, action: str) -> int:
+        return sum(1 for seen, _ in self.seen if seen == action)

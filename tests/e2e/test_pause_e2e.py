@@ -28,11 +28,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KLINK_SYNC, run_cli
-from tests.e2e.conftest import SERVICES, checker, probe, wait_for_rows
+from tests.e2e.conftest import SERVICES, Events, checker, probe, wait_for_rows
 from tests.integration.test_dry_run_is_the_run import planned
 
 RUNS = 10
-HOLD_ACTIONS = {"die", "stop", "kill", "start", "restart"}
 
 HANG_WHILE_FROZEN = """#!/bin/sh
 # rsync while the database is paused (the frozen pass): mark it, then hang until killed
@@ -64,37 +63,6 @@ if [ "$SHIM" = away ] && [ -e "$SHIM_AWAY" ] && [ "$1" != compose ]; then
 fi
 exec "$real" "$@"
 """
-
-
-class Events:
-    """Every container event of a project while the block runs, as (action, name): a live
-    `docker events` (replayed history is cut to the daemon's last few hundred events, and
-    healthchecks fill it)."""
-
-    def __init__(self, project: str):
-        self.project, self.seen = project, []
-
-    def __enter__(self) -> Events:
-        self.proc = subprocess.Popen(
-            ["docker", "events", "--filter", "type=container",
-             "--filter", f"label=com.docker.compose.project={self.project}",
-             "--format", "{{.Action}}\t{{.Actor.Attributes.name}}"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        time.sleep(0.5)  # subscribed before the first run begins
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(0.5)  # the last events reach the stream
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        self.seen = [tuple(line.split("\t", 1)) for line in out.splitlines() if line]
-
-    def held(self) -> list:
-        return [(action, name) for action, name in self.seen if action in HOLD_ACTIONS]
-
-    def count(self, action: str) -> int:
-        return sum(1 for seen, _ in self.seen if seen == action)
 
 
 def _project(stack) -> str:
