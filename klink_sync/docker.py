@@ -183,12 +183,14 @@ BACKUP_PROGRAMS = ("mariadb-backup", "mariabackup")
 BACKUP_MOUNT = "/klink-sync-backup"  # the scratch folder, inside the throwaway containers
 BACKUP_DATA = f"{BACKUP_MOUNT}/data"  # mariadb-backup's --target-dir
 CLIENT_CNF = "/run/klink-sync/client.cnf"  # the 0600 defaults file holding the login
-# image, then the container's addresses on its networks (space-separated)
-CONTAINER_FORMAT = "{{.Config.Image}}\t{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+# image id, image name, then the container's addresses on its networks (space-separated)
+CONTAINER_FORMAT = ("{{.Image}}\t{{.Config.Image}}\t"
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}")  # fmt: skip
 
 
 def container_argv(cid: str) -> tuple[str, ...]:
-    """The image a container was made from, and its addresses (see CONTAINER_FORMAT)."""
+    """The image a container runs (its id: a tag may have moved since), the image's name,
+    and its addresses (see CONTAINER_FORMAT)."""
     return inspect_argv(CONTAINER_FORMAT, cid)
 
 

@@ -74,8 +74,15 @@ class HotReference:
 def _walk(
     root: str, rel: str, skip: frozenset[str], other: Callable[[str], None] | None = None
 ) -> Iterator[tuple[str, os.stat_result]]:
-    """Regular files (path, lstat); every other entry's path goes to `other`."""
-    with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+    """Regular files (path, lstat); every other entry's path goes to `other`. A file or
+    folder deleted while the walk runs (the stack writes) is left out, not an error."""
+    try:
+        entries = os.scandir(os.path.join(root, rel) if rel else root)
+    except FileNotFoundError:
+        if not rel:
+            raise
+        return
+    with entries:
         for entry in entries:
             path = f"{rel}/{entry.name}" if rel else entry.name
             if path in skip:
@@ -85,7 +92,11 @@ def _walk(
                     other(path)
                 yield from _walk(root, path, skip, other)
             elif entry.is_file(follow_symlinks=False):
-                yield path, entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield path, st
             elif other is not None:
                 other(path)
 

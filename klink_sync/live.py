@@ -84,6 +84,16 @@ def _refuse_other_databases(plan: Plan) -> None:
                              f"{c.volume.target}: {HINT}")  # fmt: skip
 
 
+def _refuse_second_database(plan: Plan, unit: CopyUnit, service: str) -> None:
+    """Another MariaDB/MySQL's files would be copied paused, raw: a crash image, where live
+    promises a prepared database."""
+    for c in _uses(plan, unit):
+        if c.volume.service != service and image_repository(c.volume.image) in MARIADB_IMAGES:
+            raise UsageError(f"live copies one MariaDB/MySQL database (service {service}); "
+                             f"service {c.volume.service} (image {c.volume.image}) is another, "
+                             f"at {c.volume.target}: {HINT}")  # fmt: skip
+
+
 def select(plan: Plan) -> Selection:
     """The MariaDB datadir (exactly one), the units copied with their service paused (the
     index, and other services' cold volumes), and the rest, copied after the database."""
@@ -97,12 +107,18 @@ def select(plan: Plan) -> Selection:
     if len({u.dest for u, _ in found}) > 1:
         raise UsageError("live copies one MariaDB/MySQL database; the compose file has "
                          f"{len({u.dest for u, _ in found})}: {HINT}")  # fmt: skip
-    database, use = found[0]
+    database = found[0][0]
+    # the service that runs the database: a sidecar mounting the datadir (read-only, say)
+    # is not it
+    uses = [c for u, c in found if u == database]
+    use = min(uses, key=lambda c: (c.volume.read_only,
+                                   image_repository(c.volume.image) not in MARIADB_IMAGES))
     service = use.volume.service
     paused, services, after = [], set(), []
     for unit in plan.units:
         if unit == database:
             continue
+        _refuse_second_database(plan, unit, service)
         others = {c.volume.service for c in _uses(plan, unit)} - {service}
         index = any(_under(c.volume.target, t) for c in _uses(plan, unit) for t in INDEX_TARGETS)
         if others and (index or unit.cls is VolumeClass.COLD) and unit.dest != "folder":
@@ -132,7 +148,7 @@ def defaults_file_text(login: Login) -> str:
                              "mariadb-backup cannot read it")  # fmt: skip
 
     def quoted(value: str) -> str:
-        return '"' + value.replace("\\", "\\\\") + '"'
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     return f"[client]\nuser={quoted(login.user)}\npassword={quoted(login.password)}\n"
 
@@ -178,29 +194,31 @@ def live_inputs(plan: Plan, dest: Destination, pre: Preflight, sel: Selection,
         raise UsageError(f"live copies the database while it runs, and service {sel.service} "
                          f"is not running: start it, or {HINT}")  # fmt: skip
     fields = process.run(docker.container_argv(ids[0])).stdout.strip().split("\t")
-    image = fields[0] or sel.image
-    addresses = fields[1].split() if len(fields) > 1 else []
+    image = fields[0] or sel.image  # the running server's own image, by id
+    named = fields[1] if len(fields) > 1 and fields[1] else sel.image
+    addresses = fields[2].split() if len(fields) > 2 else []
     st = os.stat(pre.sources[sel.database.dest].path)
     paused_ids = tuple(pre.survey.ids(sel.paused_services))
-    cnf = str(state.state_dir_path() / f"live-{os.getpid()}.cnf")
+    key = _scratch_name(plan).rsplit("-", 1)[-1]  # one deployment's: runs on it are serialised
+    cnf = str(state.state_dir_path() / f"live-{key}.cnf")
     # its own address, not 127.0.0.1: a root@'%' login matches it, where images that keep
     # a password-less root@127.0.0.1 from mariadb-install-db would refuse the password
     return LiveInputs(sel.database, sel.service, ids[0], image, program,
                       addresses[0] if addresses else "127.0.0.1", sel.datadir,
                       (st.st_uid, st.st_gid), str(dest.scratch(_scratch_name(plan))), cnf,
-                      f"klink-sync-live-{os.getpid()}", sel.paused, paused_ids,
-                      sel.after)  # fmt: skip
+                      f"klink-sync-live-{key}", sel.paused, paused_ids,
+                      sel.after, named)  # fmt: skip
 
 
-def backup_program(image: str) -> str:
+def backup_program(image: str, name: str = "") -> str:
     """The image's mariadb-backup (or mariabackup); UsageError (exit 2) without one."""
     try:
         out = process.run(docker.which_backup_argv(image)).stdout.strip()
     except process.CommandFailed:
         out = ""
     if not out:
-        raise UsageError(f"image {image} has no mariadb-backup (nor mariabackup): live copies "
-                         f"the database with it; {HINT}")  # fmt: skip
+        raise UsageError(f"image {name or image} has no mariadb-backup (nor mariabackup): live "
+                         f"copies the database with it; {HINT}")  # fmt: skip
     return os.path.basename(out.splitlines()[-1])
 
 
@@ -217,6 +235,10 @@ def _defaults_file(path: str, login: Login) -> Iterator[None]:
     """The login in a file only root can read, for the container's --defaults-extra-file;
     removed on every path."""
     state.state_dir()  # created private if needed
+    try:
+        os.unlink(path)  # a killed run's (the deployment's lock is held: not a live run's)
+    except FileNotFoundError:
+        pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -252,7 +274,7 @@ class LiveRun(Run):
             raise UsageError("live needs the database's login (database.password_file, or "
                              "the compose file's MARIADB_ROOT_PASSWORD)")  # fmt: skip
         live = live_inputs(self.plan, self.dest, self.pre, self.sel)
-        self.live = replace(live, program=backup_program(live.image))
+        self.live = replace(live, program=backup_program(live.image, live.image_name))
         log.info("live: database %s (%s, %s) by %s; paused for their copy: %s", live.service,
                  live.datadir, live.image, self.live.program,
                  ", ".join(self.sel.paused_services) or "nothing")  # fmt: skip
@@ -263,7 +285,8 @@ class LiveRun(Run):
         times: dict[str, float] = {}
         copies = self._paused_round(times)
         self._database(times)
-        copies += self.passes.final(self.live.after)
+        # a document deleted after the backup point (its row is in the copy) keeps its file
+        copies += self.passes.final(self.live.after, keep=True)
         self.phases[Phase.COLD.value] = copies
         return self.with_checksums(self.finish(times))
 
@@ -292,6 +315,7 @@ class LiveRun(Run):
         backup, prepare, chown = database_steps(live)
         lines: list[tuple[float, str]] = []
         _empty(live.scratch)
+        self._remove_containers(backup, prepare, chown)  # a killed run's, still running
         try:
             with _defaults_file(live.cnf, self.options.database):
                 self._docker(backup, lambda line: lines.append((time.time(), line)))
@@ -300,9 +324,7 @@ class LiveRun(Run):
             self._docker(chown)
             self.passes.copy_from(live.database, live.source)
         except BaseException:
-            for step in (backup, prepare, chown):  # a container a signal left running
-                process.run(docker.remove_argv(step.argv[step.argv.index("--name") + 1]),
-                            ok_codes=range(256))  # fmt: skip
+            self._remove_containers(backup, prepare, chown)  # a signal may leave one running
             raise
         finally:
             if os.path.isdir(live.scratch):
@@ -312,6 +334,12 @@ class LiveRun(Run):
         log.info("live: database copied in %.1fs; commits blocked %s", time.monotonic() - began,
                  "(not in the log)" if self.block.seconds is None
                  else f"{self.block.seconds:.3f}s")  # fmt: skip
+
+    @staticmethod
+    def _remove_containers(*steps: Step) -> None:
+        for step in steps:
+            process.run(docker.remove_argv(step.argv[step.argv.index("--name") + 1]),
+                        ok_codes=range(256))  # fmt: skip
 
     def _docker(self, step: Step, on_stderr: Callable[[str], None] | None = None) -> None:
         """One database step; a failure is one line (the login's password masked)."""
@@ -329,7 +357,8 @@ class LiveRun(Run):
         """How the database was copied: never the login."""
         point = self.block.backup_point
         return {"live": {
-            "database_service": self.live.service, "image": self.live.image,
+            "database_service": self.live.service, "image": self.live.image_name,
+            "image_id": self.live.image,
             "tool": self.live.program, "datadir": self.live.datadir,
             "backup_point": _iso(point) if point else None,
             "commit_block_seconds": self.block.seconds,

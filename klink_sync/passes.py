@@ -247,11 +247,12 @@ class Passes:
         self.side_by_side(jobs)
         return time.monotonic() - began
 
-    def final(self, units: Sequence[CopyUnit]) -> float:
+    def final(self, units: Sequence[CopyUnit], keep: bool = False) -> float:
         """Strict copies of `units` side by side, each as in the cold pass (live: while the
-        stack runs, after what makes them consistent); their seconds."""
+        stack runs, after what makes them consistent); their seconds. `keep`: files deleted
+        from the source since the hot rounds keep their staged copy (no --delete)."""
         began = time.monotonic()
-        self.side_by_side([functools.partial(self._cold_unit, unit) for unit in units])
+        self.side_by_side([functools.partial(self._cold_unit, unit, keep) for unit in units])
         return time.monotonic() - began
 
     def copy_from(self, unit: CopyUnit, source: Source) -> None:
@@ -261,7 +262,7 @@ class Passes:
                          progress=self.progress is not None)  # fmt: skip
         self._copy(step, unit)
 
-    def _cold_unit(self, unit: CopyUnit) -> None:
+    def _cold_unit(self, unit: CopyUnit, keep: bool = False) -> None:
         """Walk (stack stopped), copy strictly, then copy again what rsync cannot see."""
         src = self.sources[unit.dest]
         hot = self.hot_refs.get(unit.dest)
@@ -293,7 +294,7 @@ class Passes:
         with _listed(rsync.exclude_list(stale) if stale and link_to else None) as fresh:
             step = copy_step(Phase.COLD, unit, src, self.dest, link_to, self.pre.latest_folders,
                              progress=self.progress is not None, xattrs=not plain,
-                             exclude_from=fresh)  # fmt: skip
+                             exclude_from=fresh, delete=not keep)  # fmt: skip
             self._copy(step, unit, refreshed=dropped)
 
     def _stale(self, unit: CopyUnit, src: Source, now: fileindex.Scan,

@@ -51,6 +51,7 @@ def copy_argv(
     xattrs: bool = True,
     exclude_from: str | None = None,
     by_content: bool = False,
+    delete: bool = True,
 ) -> tuple[str, ...]:
     """One faithful copy of a volume (or the setup folder) into the staging tree.
 
@@ -62,6 +63,8 @@ def copy_argv(
     argv = list(BASE)
     if not xattrs:
         argv[1] = "-aH"
+    if not delete:  # live's documents: a file deleted after the backup point keeps its copy
+        argv.remove("--delete")
     if itemize:
         argv.append("--itemize-changes")
     if by_content:  # a restore: a damaged file may keep its size and mtime

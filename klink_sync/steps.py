@@ -46,7 +46,7 @@ def landing(unit: CopyUnit, source: Source) -> str:
 def copy_step(
     phase: Phase, unit: CopyUnit, source: Source, dest: Destination, link_to: Snapshot | None,
     latest_folders: Collection[str], *, progress: bool = False, xattrs: bool = True,
-    exclude_from: str | None = None,
+    exclude_from: str | None = None, delete: bool = True,
 ) -> Step:  # fmt: skip
     """One unit's rsync into staging; hot copies list what they wrote (--itemize-changes).
     `link_to`: hard-link unchanged files to that snapshot's copy, where it has the folder;
@@ -60,7 +60,8 @@ def copy_step(
                            link_dest=link_dest, excludes=unit.excludes,
                            source_is_file=source.is_file, itemize=phase is Phase.HOT,
                            progress=progress, patterns=unit.patterns, xattrs=xattrs,
-                           exclude_from=exclude_from if link_dest else None)  # fmt: skip
+                           exclude_from=exclude_from if link_dest else None,
+                           delete=delete)  # fmt: skip
     why = f"{'hot' if phase is Phase.HOT else 'strict'} copy of {unit.dest}"
     return Step(phase, dest.rsync_argv(argv), why)
 
@@ -200,6 +201,7 @@ class LiveInputs:
     paused: tuple[CopyUnit, ...]  # copied with their services paused (the index)
     paused_ids: tuple[str, ...]  # those services' running containers
     after: tuple[CopyUnit, ...]  # copied after the database, nothing paused (documents)
+    image_name: str = ""  # the image as the compose file names it (for messages)
 
     @property
     def source(self) -> Source:
@@ -229,27 +231,26 @@ def live_steps(plan: Plan, dest: Destination, inputs: Inputs, live: LiveInputs,
     """The commands of a live run, in order: nothing is stopped; the index is copied with
     its service paused, then the database by mariadb-backup, then the documents."""
     hot = tuple(u for u in hot_units(plan, inputs) if u != live.database)
-    out = hot_steps(hot, dest, inputs, progress)
+    out = [Step(Phase.DATABASE, docker.which_backup_argv(live.image),
+                "the image has mariadb-backup (checked before anything is copied)")]
+    out += hot_steps(hot, dest, inputs, progress)
 
-    def strict(units: Sequence[CopyUnit]) -> list[Step]:
+    def strict(units: Sequence[CopyUnit], keep: bool = False) -> list[Step]:
+        """As the run copies them: plain (-aH) where no walk found an xattr or ACL."""
         return [copy_step(Phase.COLD, u, inputs.sources[u.dest], dest, None if u in hot
-                          else inputs.latest, inputs.latest_folders, progress=progress)
-                for u in units]  # fmt: skip
+                          else inputs.latest, inputs.latest_folders, progress=progress,
+                          xattrs=not (u in hot and inputs.plain and not inputs.xattrs[u.dest]),
+                          delete=not keep) for u in units]  # fmt: skip
 
     if live.paused_ids:
         out += pause_steps(live.paused_ids)
     out += strict(live.paused)
     if live.paused_ids:
         out.append(unpause_step(live.paused_ids))
-    out.append(
-        Step(
-            Phase.DATABASE,
-            docker.which_backup_argv(live.image),
-            "the image has mariadb-backup (checked before anything is copied)",
-        )
-    )
     out += database_steps(live)
     out.append(copy_step(Phase.COLD, live.database, live.source, dest, None,
                          inputs.latest_folders, progress=progress))  # fmt: skip
     out.append(rule(Phase.DATABASE, f"remove {live.scratch} and the defaults file"))
-    return out + strict(live.after)
+    out.append(rule(Phase.COLD, "each strict copy first copies again the files whose ctime "
+                    "shows a change rsync cannot see (rsync --files-from)"))  # fmt: skip
+    return out + strict(live.after, keep=True)

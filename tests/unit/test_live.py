@@ -88,6 +88,44 @@ def test_no_database_or_two_are_refused(tmp_path):
             """))  # fmt: skip
 
 
+def test_a_sidecar_mounting_the_datadir_read_only_is_not_the_database(tmp_path):
+    sel = live.select(plan_of(tmp_path, """\
+        services:
+          backupsidecar:
+            image: some/tool
+            volumes: ["dbdata:/var/lib/mysql:ro"]
+          database:
+            image: mariadb:10.11
+            volumes: ["dbdata:/var/lib/mysql"]
+        volumes:
+          dbdata: {}
+        """))  # fmt: skip
+    assert sel.service == "database"
+
+
+def test_a_second_mariadb_elsewhere_is_refused_not_copied_paused(tmp_path):
+    with pytest.raises(UsageError, match=r"service otherdb \(image mariadb:10.11\) is another"):
+        live.select(plan_of(tmp_path, """\
+            services:
+              database:
+                image: mariadb:10.11
+                volumes: ["./db:/var/lib/mysql"]
+              otherdb:
+                image: mariadb:10.11
+                command: ["--datadir=/data"]
+                volumes: ["./db2:/data"]
+            """))  # fmt: skip
+
+
+def test_the_documents_final_copy_keeps_files_deleted_since():
+    """After the backup point a deleted document's row is in the database copy: its file
+    must stay (no --delete); every other copy mirrors its source."""
+    from klink_sync import rsync
+
+    assert "--delete" in rsync.copy_argv("/a", "/b")
+    assert "--delete" not in rsync.copy_argv("/a", "/b", delete=False)
+
+
 def test_the_login_comes_from_the_database_services_environment():
     env = load_deployment(SAMPLE).environments["database"]
     login = live.login_from(env, "database")
@@ -118,7 +156,9 @@ def test_env_file_values_reach_the_service_environment_and_environment_wins(tmp_
 
 def test_the_defaults_file_quotes_the_login_and_refuses_line_breaks():
     text = live.defaults_file_text(Login("root", 'p#ss "w\\rd'))
-    assert text == '[client]\nuser="root"\npassword="p#ss "w\\\\rd"\n'
+    # a quote inside is escaped: unescaped, MariaDB's option parser would end the value there
+    # and read the rest after '#' as a comment
+    assert text == '[client]\nuser="root"\npassword="p#ss \\"w\\\\rd"\n'
     with pytest.raises(UsageError, match="line break"):
         live.defaults_file_text(Login("root", "a\nb", "x"))
 
