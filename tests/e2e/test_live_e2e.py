@@ -3,9 +3,12 @@ snapshot's database starts (prepared), every row has its file, the index is neve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import subprocess
+import threading
 from pathlib import Path
 
 from tests.conftest import error_line, run_cli
@@ -179,3 +182,45 @@ def test_a_wrong_password_is_one_line_without_the_password(
     proc = run_cli("live", "--folder", live_stack.folder, "--dest", dest, "--config", config,
                    env=_env(compose_cmd), check=2)  # fmt: skip
     assert "database.password_file" in error_line(proc.stderr)
+
+
+def _delete_oldest(stack: SampleStack, stop: threading.Event, deleted: list[str]) -> None:
+    """What emptying the K-Box trash does, over and over: the row first, then its file."""
+    compose = [*shlex.split(stack.compose_cmd), "exec", "-T", "database", "sh", "-c",
+               checker.LIVE_SCRIPT, "sh"]  # fmt: skip
+    while not stop.is_set():
+        row = subprocess.run([*compose, "SELECT id, path FROM documents ORDER BY id LIMIT 1"],
+                             cwd=stack.folder, capture_output=True, text=True).stdout.split()
+        if len(row) != 2:
+            continue
+        subprocess.run([*compose, f"DELETE FROM documents WHERE id = {int(row[0])}"],
+                       cwd=stack.folder, capture_output=True, check=True)  # fmt: skip
+        (stack.folder / "storage" / "data" / row[1]).unlink(missing_ok=True)
+        deleted.append(row[1])
+
+
+def test_documents_deleted_during_a_run_keep_the_files_their_rows_need(
+    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
+):
+    """A document deleted after the backup point still has its row in the database copy:
+    its file stays in the snapshot. A killed run's defaults file is not in the way."""
+    dest, state = tmp_path / "backup", tmp_path / "state"
+    state.mkdir(mode=0o700)
+    key = hashlib.sha256(os.fsencode(os.path.realpath(live_stack.folder))).hexdigest()[:12]
+    stale = state / f"live-{key}.cnf"
+    stale.write_text('[client]\npassword="left-by-a-killed-run"\n')
+    stale.chmod(0o600)
+    env = {**_env(compose_cmd), "KLINK_SYNC_STATE_DIR": str(state)}
+    stop, deleted = threading.Event(), []
+    deleter = threading.Thread(target=_delete_oldest, args=(live_stack, stop, deleted))
+    deleter.start()
+    try:
+        for _ in range(2):
+            run_cli("live", "--folder", live_stack.folder, "--dest", dest, env=env)
+            result = checker.check_snapshot(_snapshot(dest) / "folder")
+            assert result["missing_files"] == [] and result["ok"], result["errors"]
+    finally:
+        stop.set()
+        deleter.join(timeout=60)
+    assert len(deleted) > 5, deleted
+    assert not stale.exists() and not list(state.glob("live-*.cnf"))
