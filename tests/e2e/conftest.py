@@ -207,7 +207,9 @@ class Events:
         time.sleep(0.5)  # the last events reach the stream
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=30)
-        self.seen = [tuple(line.split("\t", 1)) for line in out.splitlines() if line]
+        # an exec's action carries its command ("exec_start: /bin/sh -c ..."): the name only
+        self.seen = [(action.split(":", 1)[0], name) for action, _, name in
+                     (line.partition("\t") for line in out.splitlines() if line)]  # fmt: skip
 
     def held(self) -> list:
         return [(action, name) for action, name in self.seen if action in STOPPING]
