@@ -130,9 +130,16 @@ def _nothing_done(stack: SampleStack, dest: Path, events: Events) -> None:
     assert stack.running() == SERVICES
 
 
-def test_an_image_without_mariadb_backup_is_refused_before_anything_is_copied(
+def test_mariadb_backup_missing_or_failing_stops_nothing_and_promotes_nothing(
     live_stack: SampleStack, compose_cmd: str, tmp_path: Path
 ):
+    """Missing: exit 2 before anything is copied. Failing: exit 1, one line. One stack."""
+    _missing_backup_is_refused(live_stack, compose_cmd, tmp_path / "missing")
+    _failing_backup_fails_the_run(live_stack, compose_cmd, tmp_path / "failing")
+
+
+def _missing_backup_is_refused(live_stack: SampleStack, compose_cmd: str, tmp_path: Path):
+    tmp_path.mkdir()
     image = _fake_database_image("klink-live-test/database:no-backup", None)
     _with_image(live_stack, image)
     dest = tmp_path / "backup"
@@ -145,9 +152,8 @@ def test_an_image_without_mariadb_backup_is_refused_before_anything_is_copied(
     _nothing_done(live_stack, dest, events)
 
 
-def test_mariadb_backup_failing_fails_the_run_and_stops_nothing(
-    live_stack: SampleStack, compose_cmd: str, tmp_path: Path
-):
+def _failing_backup_fails_the_run(live_stack: SampleStack, compose_cmd: str, tmp_path: Path):
+    tmp_path.mkdir()
     script = "#!/bin/sh\necho '[00] FATAL ERROR: simulated failure of the copy' >&2\nexit 1\n"
     _with_image(live_stack, _fake_database_image("klink-live-test/database:failing", script))
     dest = tmp_path / "backup"
@@ -160,9 +166,10 @@ def test_mariadb_backup_failing_fails_the_run_and_stops_nothing(
     assert not list(dest.glob(".live-database*"))
 
 
-def test_a_wrong_password_is_one_line_without_the_password(
+def _a_wrong_password_is_one_line_without_the_password(
     live_stack: SampleStack, compose_cmd: str, tmp_path: Path
 ):
+    tmp_path.mkdir()
     wrong = "wrong-pass-5e1d9c"
     secret = tmp_path / "db-password"
     secret.write_text(wrong + "\n")
@@ -203,7 +210,8 @@ def test_documents_deleted_during_a_run_keep_the_files_their_rows_need(
     live_stack: SampleStack, compose_cmd: str, tmp_path: Path
 ):
     """A document deleted after the backup point still has its row in the database copy:
-    its file stays in the snapshot. A killed run's defaults file is not in the way."""
+    its file stays in the snapshot. A killed run's defaults file is not in the way. Then,
+    on the same stack, a wrong password."""
     dest, state = tmp_path / "backup", tmp_path / "state"
     state.mkdir(mode=0o700)
     key = hashlib.sha256(os.fsencode(os.path.realpath(live_stack.folder))).hexdigest()[:12]
@@ -224,3 +232,5 @@ def test_documents_deleted_during_a_run_keep_the_files_their_rows_need(
         deleter.join(timeout=60)
     assert len(deleted) > 5, deleted
     assert not stale.exists() and not list(state.glob("live-*.cnf"))
+    _a_wrong_password_is_one_line_without_the_password(live_stack, compose_cmd,
+                                                       tmp_path / "wrong")  # fmt: skip
