@@ -22,25 +22,16 @@ SAMPLE = ROOT / "scripts" / "sample-stack"
 SERVICES = ["database", "engine", "kbox"]
 
 
-def _load_checker():
-    spec = importlib.util.spec_from_file_location("sample_check", SAMPLE / "check.py")
+def _load_sample(name: str):
+    """A module of scripts/sample-stack/ (scripts/ is not a package), loaded by its path."""
+    spec = importlib.util.spec_from_file_location(f"sample_{name}", SAMPLE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-checker = _load_checker()
-
-
-def _load_probe():
-    """scripts/sample-stack/probe.py, loaded like the checker (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("sample_probe", SAMPLE / "probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _load_probe()
+checker = _load_sample("check")
+probe = _load_sample("probe")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
