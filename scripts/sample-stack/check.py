@@ -14,6 +14,9 @@ through subprocess. Images: klink-sample/database:latest, klink-sample/app:lates
       rows of `documents`, whether every row's file exists under
       storage/data with that sha256, and whether the Xapian index under
       storage/index opens. Exit 0 when all is well, 1 when not.
+      --crash-ok: the copy is crash-consistent (hot-cold --pause): crash
+      recovery is expected, and the one document the writer's
+      storage/data/rewrite-intent names may differ from its row.
 
   check.py live FOLDER [--compose "docker compose"] [--before "YYYY-mm-dd HH:MM:SS.ffffff"] [--ids]
       Asks the RUNNING stack of FOLDER (`<compose> exec -T database mariadb`)
@@ -198,6 +201,31 @@ def _check_index(index_root, result, mask):
     result["index_last_id"] = info["last_id"]
 
 
+def compare_files(data, rows, crash_ok=False):
+    """Every row's file under DATA against the row's size and sha256. A crash-consistent
+    copy (crash_ok) may hold the one rewrite the writer had begun and not committed: the
+    document its DATA/rewrite-intent names is then reported as "rewrite_in_flight", not
+    as bad. Any other difference, or that one when not crash_ok, is "bad_sha256"."""
+    found = {"missing_files": [], "bad_sha256": [], "rewrite_in_flight": None}
+    intent = data / "rewrite-intent"
+    begun = intent.read_text().strip() if crash_ok and intent.is_file() else None
+    for _id, rel, size, sha, _ in rows:
+        path = data / rel
+        if rel.startswith("/") or ".." in Path(rel).parts or not path.is_file():
+            found["missing_files"].append(rel)
+            continue
+        try:
+            differs = path.stat().st_size != size or sha256_file(path) != sha
+        except OSError:
+            found["missing_files"].append(rel)
+            continue
+        if differs and rel == begun:
+            found["rewrite_in_flight"] = rel
+        elif differs:
+            found["bad_sha256"].append(rel)
+    return found
+
+
 def check_snapshot(folder, timeout=180, crash_ok=False):
     """Check a setup folder's data (see the module doc). Returns a dict; "ok"
     says whether everything is fine. Never raises for bad data; raises
@@ -224,6 +252,7 @@ def check_snapshot(folder, timeout=180, crash_ok=False):
         "max_created_at": None,
         "missing_files": [],
         "bad_sha256": [],
+        "rewrite_in_flight": None,
         "index_ok": False,
         "index_docs": None,
         "index_last_id": None,
@@ -292,17 +321,7 @@ def check_snapshot(folder, timeout=180, crash_ok=False):
         run([DOCKER, "rm", "-f", "-v", name], timeout=120)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    data = storage / "data"
-    for _id, rel, size, sha, _ in rows:
-        path = data / rel
-        if rel.startswith("/") or ".." in Path(rel).parts or not path.is_file():
-            r["missing_files"].append(rel)
-            continue
-        try:
-            if path.stat().st_size != size or sha256_file(path) != sha:
-                r["bad_sha256"].append(rel)
-        except OSError:
-            r["missing_files"].append(rel)
+    r.update(compare_files(storage / "data", rows, crash_ok))
     if r["missing_files"]:
         r["errors"].append(f"{len(r['missing_files'])} row(s) without their file")
     if r["bad_sha256"]:
@@ -395,7 +414,8 @@ def main(argv=None):
     s.add_argument("--ids", action="store_true", help="include the id list in the JSON")
     s.add_argument("--timeout", type=float, default=180, help="seconds to wait for the server")
     s.add_argument("--crash-ok", action="store_true",
-                   help="crash recovery expected (a hot-cold --pause snapshot: crash-consistent)")
+                   help="a crash-consistent copy (hot-cold --pause): crash recovery and the "
+                   "one rewrite named by rewrite-intent expected")
     lv = sub.add_parser("live", help="query the running stack of a folder")
     lv.add_argument("folder")
     lv.add_argument("--compose", default=os.environ.get("KLINK_SYNC_COMPOSE", "docker compose"))

@@ -5,7 +5,6 @@ No skips: `make test` installs and starts Docker; a missing daemon fails here.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -16,22 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.sample import checker, probe  # noqa: F401 (the e2e tests import them from here)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SAMPLE = ROOT / "scripts" / "sample-stack"
 SERVICES = ["database", "engine", "kbox"]
-
-
-def _load_sample(name: str):
-    """A module of scripts/sample-stack/ (scripts/ is not a package), loaded by its path."""
-    spec = importlib.util.spec_from_file_location(f"sample_{name}", SAMPLE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checker = _load_sample("check")
-probe = _load_sample("probe")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups

@@ -8,7 +8,12 @@ Forever, about WRITE_RATE times a second:
 About every REWRITE_INTERVAL seconds (0: never), rewrite one existing document
 in place with new random content of the same size (fsync), then UPDATE its
 row's sha256, COMMIT. With REWRITE_KEEP_MTIME=1 the old mtime is put back
-after the rewrite (what rsync's quick check cannot see).
+after the rewrite (what rsync's quick check cannot see). A rewrite in place
+cannot be atomic with its UPDATE, so, as an application that survives a crash
+must, the writer first records the document it is about to rewrite in
+$STORAGE_DIR/rewrite-intent (fsynced) and removes the record once the UPDATE
+is committed: after a crash, or in a crash-consistent copy, the one document
+whose content may differ from its row is the one that record names.
 
 Besides, like a K-Box its users talk to, it serves HTTP on HTTP_PORT (8080; 0:
 no server), so a client can tell whether the stack answers during a backup:
@@ -41,6 +46,7 @@ from common import Stop, connect, drop_privileges, log, open_db
 NAME = "writer"
 STORAGE = os.environ.get("STORAGE_DIR", "/var/www/dms/storage")
 DOCS = "documents"
+INTENT = "rewrite-intent"
 RATE = float(os.environ.get("WRITE_RATE", "15"))
 REWRITE_INTERVAL = float(os.environ.get("REWRITE_INTERVAL", "1"))
 BIG_FRACTION = float(os.environ.get("BIG_FRACTION", "0.01"))
@@ -89,6 +95,24 @@ def create_document(data=None):
         os.close(fd)
     fsync_dir(os.path.join(STORAGE, DOCS))
     return rel, size, hashlib.sha256(data).hexdigest()
+
+
+def record_intent(rel):
+    """Name the document about to be rewritten (None: the rewrite is committed), durably,
+    before its content changes; see the module doc."""
+    path = os.path.join(STORAGE, INTENT)
+    if rel is None:
+        if os.path.exists(path):
+            os.unlink(path)
+    else:
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            write_all(fd, rel.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(path + ".tmp", path)
+    fsync_dir(STORAGE)
 
 
 def rewrite_document(rel, size):
@@ -202,13 +226,15 @@ class Writer:
         if row is None:
             return
         doc_id, rel, size = row
+        record_intent(rel)
         sha = rewrite_document(rel, size)
         updated = self.commit_sql(
             "UPDATE documents SET sha256 = %s WHERE id = %s", (sha, doc_id), must_finish=True
         )
         if updated is not None:
+            record_intent(None)
             self.rewritten += 1
-        else:
+        else:  # the record stays: the file differs from its row until someone repairs it
             log(NAME, f"ERROR: {rel} was rewritten but its row {doc_id} could not be updated")
 
     def run(self):
