@@ -26,7 +26,7 @@ from .errors import RunFailed, UsageError
 from .models import Classified, Login, Phase, Report, VolumeClass
 from .plan import CopyUnit, Plan
 from .preflight import Preflight
-from .stack import paused_stack
+from .stack import check_frozen, paused_stack
 from .steps import Inputs, LiveInputs, Step, database_steps, live_steps
 
 log = logging.getLogger(__name__)
@@ -297,11 +297,13 @@ class LiveRun(Run):
         units, ids = self.live.paused, self.live.paused_ids
         if not ids:
             return self.passes.final(units)  # not running: nothing changes it
+        project = self.stack.project_of(ids)
         with paused_stack(self.stack, self.sel.paused_services, ids) as window:
             drained = inflight.drain(self.pre.sources[u.dest].path for u in units)
             if drained:
                 self.passes.warnings.append(drained)
             seconds = self.passes.final(units)
+            check_frozen(self.stack, project, window.frozen, whole=False)
         times.update(window.times)
         log.info("live: %s paused %.1fs", ", ".join(self.sel.paused_services),
                  window.times["unpause_end"] - window.times["pause_begin"])  # fmt: skip

@@ -22,6 +22,28 @@ ROOT = HERE.parents[1]
 SAMPLE = ROOT / "scripts" / "sample-stack"
 SERVICES = ["database", "engine", "kbox"]
 
+# Docker misbehaving at chosen moments, through a `docker` first on the PATH ($SHIM):
+#   admin-pause  the admin pauses the last container just before klink-sync's pause
+#   thawed       someone unpauses the last container right after the pause
+#   started      a stopped container of the project is started just before the pause
+#   away         the daemon stops answering unpause and inspect from the first unpause on
+DOCKER_SHIM = """#!/bin/sh
+real={docker}
+for last in "$@"; do :; done
+case "$SHIM:$1" in
+  admin-pause:pause) "$real" pause "$last" >/dev/null ;;
+  thawed:pause) "$real" "$@"; rc=$?; "$real" unpause "$last" >/dev/null; exit $rc ;;
+  started:pause) "$real" start "$SHIM_START" >/dev/null ;;
+  away:unpause) : > "$SHIM_AWAY" ;;
+esac
+if [ "$SHIM" = away ] && [ -e "$SHIM_AWAY" ] && [ "$1" != compose ]; then
+  echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2
+  exit 1
+fi
+exec "$real" "$@"
+"""
+
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KLINK_SYNC, run_cli
-from tests.e2e.conftest import SERVICES, Events, checker, probe, wait_for_rows
+from tests.e2e.conftest import DOCKER_SHIM, SERVICES, Events, checker, probe, wait_for_rows
 from tests.integration.test_dry_run_is_the_run import planned
 
 RUNS = 10
@@ -42,28 +42,6 @@ if [ "$state" = true ]; then
 fi
 exec {rsync} "$@"
 """
-
-# Docker misbehaving at chosen moments, through a `docker` first on the PATH ($SHIM):
-#   admin-pause  the admin pauses the last container just before klink-sync's pause
-#   thawed       someone unpauses the last container right after the pause
-#   started      a stopped container of the project is started just before the pause
-#   away         the daemon stops answering unpause and inspect from the first unpause on
-SHIM = """#!/bin/sh
-real={docker}
-for last in "$@"; do :; done
-case "$SHIM:$1" in
-  admin-pause:pause) "$real" pause "$last" >/dev/null ;;
-  thawed:pause) "$real" "$@"; rc=$?; "$real" unpause "$last" >/dev/null; exit $rc ;;
-  started:pause) "$real" start "$SHIM_START" >/dev/null ;;
-  away:unpause) : > "$SHIM_AWAY" ;;
-esac
-if [ "$SHIM" = away ] && [ -e "$SHIM_AWAY" ] && [ "$1" != compose ]; then
-  echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2
-  exit 1
-fi
-exec "$real" "$@"
-"""
-
 
 def _project(stack) -> str:
     return stack.folder.name
@@ -220,7 +198,7 @@ def test_a_freeze_that_does_not_hold_is_never_promoted(fresh_stack, tmp_path):
     what this run froze and nothing else."""
     stack, dest = fresh_stack[0], tmp_path / "backup"
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "docker").write_text(SHIM.format(docker=shutil.which("docker")))
+    (tmp_path / "bin" / "docker").write_text(DOCKER_SHIM.format(docker=shutil.which("docker")))
     (tmp_path / "bin" / "docker").chmod(0o755)
     holds = tmp_path / "state" / "holds"
     env = {"KLINK_SYNC_COMPOSE": stack.compose_cmd, "KLINK_SYNC_STATE_DIR": str(tmp_path / "state")}
