@@ -187,8 +187,9 @@ def _machine(view: View, w) -> None:
       "on that one disk; page cache warm (the data fits in memory, caches were not dropped)")
     w(f"- Docker {machine['docker']}, Compose {machine['compose']}, {machine['rsync']}, "
       f"{machine['restic']}, {machine['rsnapshot']}")  # fmt: skip
-    w(f"- klink-sync: working tree at `{machine['git']}` (code copied at the start of the run, "
-      f"digest {b.code_digest}: later edits by others did not reach this run)")  # fmt: skip
+    w(f"- klink-sync: working tree at `{machine['git']}` (code copied at the start of the run and "
+      f"byte-compiled, as an install is; digest {b.code_digest}: later edits by others did "
+      "not reach this run)")  # fmt: skip
     w("- **The machine is shared and noisy** (a virtual machine; other work may run on its "
       "host and on it): read min/max, not only medians.\n")
 
