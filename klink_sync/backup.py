@@ -120,13 +120,13 @@ class Run:
         # listed again now: a container started during the hot rounds is frozen too
         states = self.stack.project_states(project) if project else {}
         ids = sorted(cid for cid, st in states.items() if st == "running")
-        with paused_stack(self.stack, before, ids) as window:
+        with paused_stack(self.stack, before, ids, project) as window:
             drained = inflight.drain(s.path for s in self.pre.sources.values())
             if drained:
                 self.passes.warnings.append(drained)
             self.cold_pass()
-            if project:
-                check_frozen(self.stack, project, window.frozen)
+            if ids:
+                check_frozen(self.stack, project, window)
         return self.with_checksums(self.finish(window.times))
 
     def sums_while_starting(self) -> None:

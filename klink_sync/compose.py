@@ -579,7 +579,9 @@ def _substitute(body: str, env: Mapping[str, str], where: str, strict: bool) -> 
 # --- env files -------------------------------------------------------------------------
 
 _ENV_LINE = re.compile(r"([\w.]+)\s*(?:([=:])[ \t]*(.*))?")
-_DOUBLE_QUOTE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+# Compose's escapes in a double-quoted value (any other stays as written): `\$` is a literal
+# `$` (as `$$`: no interpolation)
+_DOUBLE_QUOTE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$$"}
 
 
 def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
@@ -625,6 +627,8 @@ def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
             body = body[:end]
             if quote == '"':
                 body = _interpolate(_unescape(body), scope, where, strict=False)
+            else:  # literal, but for an escaped quote
+                body = body.replace("\\'", "'")
             values[key] = body
         else:
             value = re.split(r"\s#", raw, maxsplit=1)[0].rstrip()
@@ -646,7 +650,8 @@ def _closing_quote(text: str, quote: str) -> int:
 
 
 def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _DOUBLE_QUOTE_ESCAPES.get(m.group(1), m.group(0)), text)
+    return re.sub(r"\\(.)", lambda m: _DOUBLE_QUOTE_ESCAPES.get(m.group(1), m.group(0)), text,
+                  flags=re.S)  # fmt: skip
 
 
 # --- small helpers ---------------------------------------------------------------------

@@ -104,6 +104,14 @@ def project_containers_argv(project: str) -> tuple[str, ...]:
             "--format", "{{.ID}} {{.State}}")  # fmt: skip
 
 
+def events_argv(project: str, since: float) -> tuple[str, ...]:
+    """Docker's container events of a project from `since` (a Unix time) on, as they come:
+    action, container id and Compose service, tab-separated, one event a line."""
+    return (DOCKER, "events", "--since", f"{since:.6f}", "--filter", "type=container",
+            "--filter", f"label={PROJECT_LABEL}={project}", "--format",
+            '{{.Action}}\t{{.Actor.ID}}\t{{index .Actor.Attributes "com.docker.compose.service"}}')
+
+
 # ------------------------------------------------------------------ inspect
 
 

@@ -294,16 +294,18 @@ class LiveRun(Run):
         """The index's strict copy with only its service paused (docker pause, recorded on
         disk first, thawed on every path); before the database's backup point, so the copy
         names no row the database copy lacks."""
-        units, ids = self.live.paused, self.live.paused_ids
+        units = self.live.paused
+        # listed again now: one recreated or scaled up during the hot rounds is paused too
+        ids = self.stack.survey().ids(self.sel.paused_services)
         if not ids:
             return self.passes.final(units)  # not running: nothing changes it
         project = self.stack.project_of(ids)
-        with paused_stack(self.stack, self.sel.paused_services, ids) as window:
+        with paused_stack(self.stack, self.sel.paused_services, ids, project) as window:
             drained = inflight.drain(self.pre.sources[u.dest].path for u in units)
             if drained:
                 self.passes.warnings.append(drained)
             seconds = self.passes.final(units)
-            check_frozen(self.stack, project, window.frozen, whole=False)
+            check_frozen(self.stack, project, window, self.sel.paused_services)
         times.update(window.times)
         log.info("live: %s paused %.1fs", ", ".join(self.sel.paused_services),
                  window.times["unpause_end"] - window.times["pause_begin"])  # fmt: skip

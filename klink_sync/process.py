@@ -13,7 +13,8 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -244,3 +245,38 @@ class Session:
         log.debug("exit %d: %s", proc.returncode, self.argv[0])
         text = ((b or b"").decode("utf-8", "surrogateescape") for b in (out, err))
         return Result(self.argv, proc.returncode, *text)
+
+
+@dataclass
+class Watch:
+    """A command left running in the background (a stream such as `docker events`): the
+    lines it printed so far, and whether it still runs (a dead stream proves nothing)."""
+
+    lines: list[str]
+    running: object
+
+    def alive(self) -> bool:
+        return bool(self.running.is_alive())  # type: ignore[attr-defined]
+
+
+@contextmanager
+def watching(argv: Sequence[str]) -> Iterator[Watch]:
+    """Run argv in the background while the block runs; ended on every path."""
+    argv = tuple(os.fsdecode(a) for a in argv)
+    log.debug("watch: %s", show(argv))
+    try:
+        command = sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise CommandFailed(f"command not found: {argv[0]}") from None
+    lines: list[str] = []
+    running = command(*argv[1:], _bg=True, _bg_exc=False, _ok_code=list(range(-64, 256)),
+                      _out=lambda line: lines.append(line.rstrip("\n")), _out_bufsize=1,
+                      _decode_errors="surrogateescape", _in=b"", _env=dict(os.environ))  # fmt: skip
+    try:
+        yield Watch(lines, running)
+    finally:
+        _kill(running)
+        try:
+            running.wait()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 (killed: its exit code says so, nothing to judge)
+            pass

@@ -7,8 +7,8 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -368,26 +368,32 @@ class FreezeWindow:
 
     times: dict[str, float] = field(default_factory=dict)
     frozen: list[str] = field(default_factory=list)  # the containers this run paused
+    events: process.Watch | None = None  # Docker's events of the project, from the pause
 
 
 @contextmanager
-def paused_stack(stack: Stack, running: Sequence[str], ids: Sequence[str]
+def paused_stack(stack: Stack, running: Sequence[str], ids: Sequence[str], project: str
                  ) -> Iterator[FreezeWindow]:  # fmt: skip
-    """Freeze the containers `ids` (docker pause); on leaving, by any path, thaw the ones
-    this run froze, and only those.
+    """Freeze the containers `ids` of `project` (docker pause); on leaving, by any path,
+    thaw the ones this run froze, and only those.
 
     Recorded on disk first (inside the signal handler: a signal from the record on reaches
     the thaw), so the next klink-sync command thaws a stack a killed run left frozen.
+    Docker's events of the project are watched from just before the pause: check_frozen
+    reads in them what a look at the end cannot see (a container that ran and went).
     """
     window = FreezeWindow()
     times = window.times
     hold = state.Hold(str(stack.folder), tuple(stack.compose),
                       tuple(map(str, stack.compose_files)), tuple(running), state.PAUSED,
                       os.getpid(), state.now(), containers=tuple(ids))  # fmt: skip
-    with signals_raise() as guard:
+    with signals_raise() as guard, ExitStack() as watched:
         window.frozen = list(ids)  # until the pause says otherwise: thaw errs on the safe side
         try:
             state.record(hold)
+            if ids:
+                window.events = watched.enter_context(
+                    process.watching(docker.events_argv(project, time.time())))
             times["pause_begin"] = time.time()
             log.info("freezing the stack (docker pause): %s", ", ".join(running))
             window.frozen, error = stack.pause(ids)
@@ -406,14 +412,53 @@ def paused_stack(stack: Stack, running: Sequence[str], ids: Sequence[str]
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is thawed)")
 
 
-def check_frozen(stack: Stack, project: str, frozen: Sequence[str], whole: bool = True
-                 ) -> None:  # fmt: skip
+# Docker's container events that say a container ran, or came or went, during a freeze
+MOVES = frozenset({"create", "start", "restart", "unpause", "die", "kill", "stop", "destroy",
+                   "oom"})  # fmt: skip
+EVENTS_WAIT = 10.0  # seconds the event stream may take to show the pause itself
+
+
+def moved_in_events(lines: Sequence[str], services: Collection[str] | None) -> list[str]:
+    """The containers Docker's events (docker.events_argv lines) show running, created,
+    stopped or removed; only those of `services` unless None (the whole project)."""
+    moved = []
+    for line in lines:
+        action, _, rest = line.partition("\t")
+        cid, _, service = rest.partition("\t")
+        if action.split(":")[0].strip() in MOVES and (services is None or service in services):
+            moved.append(cid)
+    return moved
+
+
+def _stream_shows_pause(window: FreezeWindow) -> bool:
+    """The event stream is alive and has shown the pause of every frozen container: it
+    was listening from before the freeze, so it has seen what happened since."""
+    events = window.events
+    assert events is not None
+    paused = {ln.split("\t")[1] for ln in events.lines if ln.startswith("pause\t")}
+    return events.alive() and set(window.frozen) <= paused
+
+
+def check_frozen(stack: Stack, project: str, window: FreezeWindow,
+                 services: Collection[str] | None = None) -> None:  # fmt: skip
     """At the end of the frozen copy, proof that the freeze held: every container frozen
-    still is (none thawed by someone during the copy) and, when the whole project was frozen
-    (`whole`), none of it runs (none started meanwhile)."""
+    still is (none thawed or removed meanwhile) and Docker's events since the pause show no
+    container of the project (of `services`, when only they were frozen) starting, stopping,
+    created or removed; with the whole project frozen, none of it runs now."""
+    assert window.events is not None, "check_frozen needs paused_stack's event stream"
+    deadline = time.monotonic() + EVENTS_WAIT
+    while not _stream_shows_pause(window) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not _stream_shows_pause(window):
+        raise RunFailed(f"cannot prove the freeze of project {project} held: Docker's event "
+                        "stream stopped or never showed the pause; nothing promoted")  # fmt: skip
     states = stack.project_states(project)
-    moved = [cid[:12] for cid, st in states.items() if st == "running"] if whole else []
-    moved += [cid[:12] for cid in frozen if states.get(cid, "paused") != "paused"]
+    moved = [cid[:12] for cid, st in states.items() if st == "running"] if services is None else []
+    moved += [cid[:12] for cid in window.frozen if states.get(cid) != "paused"]
+    moved += [cid[:12] for cid in moved_in_events(window.events.lines, services)]
+    if not window.events.alive():
+        raise RunFailed(f"cannot prove the freeze of project {project} held: Docker's event "
+                        "stream stopped during the copy; nothing promoted")  # fmt: skip
     if moved:
         raise RunFailed(f"container {', '.join(sorted(set(moved)))} of project {project} ran "
                         "during the frozen copy (started or thawed meanwhile): the copy is not "

@@ -27,6 +27,8 @@ SERVICES = ["database", "engine", "kbox"]
 #   thawed       someone unpauses the last container right after the pause
 #   started      a stopped container of the project is started just before the pause
 #   away         the daemon stops answering unpause and inspect from the first unpause on
+#   oneoff       right after the pause, a one-off container of the project's service
+#                $SHIM_SERVICE runs and is gone (as `compose run --rm` would)
 DOCKER_SHIM = """#!/bin/sh
 real={docker}
 for last in "$@"; do :; done
@@ -35,6 +37,10 @@ case "$SHIM:$1" in
   thawed:pause) "$real" "$@"; rc=$?; "$real" unpause "$last" >/dev/null; exit $rc ;;
   started:pause) "$real" start "$SHIM_START" >/dev/null ;;
   away:unpause) : > "$SHIM_AWAY" ;;
+  oneoff:pause) "$real" "$@"; rc=$?
+    "$real" run --rm --name "klink-oneoff-$$" --label "com.docker.compose.project=$SHIM_PROJECT" \
+      --label "com.docker.compose.service=$SHIM_SERVICE" klink-sample/base:bookworm true >/dev/null
+    exit $rc ;;
 esac
 if [ "$SHIM" = away ] && [ -e "$SHIM_AWAY" ] && [ "$1" != compose ]; then
   echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2

@@ -467,3 +467,20 @@ def test_yaml_error_does_not_quote_the_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
         load_deployment(folder)
     assert "hunter2secret" not in str(caught.value)
+
+
+def test_dotenv_escapes_read_as_compose_reads_them(tmp_path: Path) -> None:
+    """What `docker compose config` gives for each line: a password klink-sync reads
+    otherwise is a live backup refused with 'Access denied', and a secret left unmasked."""
+    from klink_sync.compose import _read_env_file
+
+    env = tmp_path / ".env"
+    env.write_text('E="a\\$b"\n'  # \$ in double quotes: a literal $, no interpolation
+                   "C='abc\\'def'\n"  # an escaped single quote inside single quotes
+                   'B="x\\\\y\\"z"\n'  # \\ and \" in double quotes
+                   'N="one\\ntwo"\n'
+                   "P='lit$eral\\n'\n"
+                   'Q="q\\wz"\n')  # an unknown escape stays as written
+    assert _read_env_file(env, {"b": "interpolated"}) == {
+        "E": "a$b", "C": "abc'def", "B": 'x\\y"z', "N": "one\ntwo", "P": "lit$eral\\n",
+        "Q": "q\\wz"}
