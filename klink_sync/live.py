@@ -200,7 +200,7 @@ def live_inputs(plan: Plan, dest: Destination, pre: Preflight, sel: Selection,
     st = os.stat(pre.sources[sel.database.dest].path)
     paused_ids = tuple(pre.survey.ids(sel.paused_services))
     key = _scratch_name(plan).rsplit("-", 1)[-1]  # one deployment's: runs on it are serialised
-    cnf = str(state.state_dir_path() / f"live-{key}.cnf")
+    cnf = str(state.login_path(plan.folder))
     # its own address, not 127.0.0.1: a root@'%' login matches it, where images that keep
     # a password-less root@127.0.0.1 from mariadb-install-db would refuse the password
     return LiveInputs(sel.database, sel.service, ids[0], image, program,

@@ -89,4 +89,6 @@ def recover_all(start_timeout: float, compose_commands: Sequence[Sequence[str]]
             done.append((hold.folder, exc))
         except OSError as exc:
             done.append((hold.folder, KlinkSyncError(f"{hold.folder}: {exc.strerror or exc}")))
+    for name in state.remove_stale_logins():
+        log.info("removed %s: a killed live run's database login", name)
     return done

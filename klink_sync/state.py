@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .destination.local import flocked
-from .errors import UsageError
+from .errors import LockedError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,28 @@ def deployment_locked(folder: Path) -> Iterator[None]:
     """One run per deployment (backup or restore), whatever the destination."""
     with flocked(_private_dir("locks") / f"{_key(folder)}.lock", str(folder)):
         yield
+
+
+def login_path(folder: Path | str) -> Path:
+    """Where a live run keeps the database login for mariadb-backup (0600, removed at its
+    end): named by the deployment's lock, so a killed run's file can be told from a
+    running one's."""
+    return state_dir_path() / f"live-{_key(folder)}.cnf"
+
+
+def remove_stale_logins() -> list[str]:
+    """The login files killed live runs left (a root password on disk), each removed while
+    holding its deployment's lock: a running live run's is left to it."""
+    removed = []
+    for login in sorted(state_dir_path().glob("live-*.cnf")):
+        key = login.name[len("live-") : -len(".cnf")]
+        try:
+            with flocked(_private_dir("locks") / f"{key}.lock", str(login)):
+                login.unlink(missing_ok=True)
+        except LockedError:
+            continue
+        removed.append(login.name)
+    return removed
 
 
 def _hold_path(folder: Path | str) -> Path:

@@ -216,7 +216,7 @@ def test_documents_deleted_during_a_run_keep_the_files_their_rows_need(
     on the same stack, a wrong password."""
     dest, state = tmp_path / "backup", tmp_path / "state"
     state.mkdir(mode=0o700)
-    key = hashlib.sha256(os.fsencode(os.path.realpath(live_stack.folder))).hexdigest()[:12]
+    key = hashlib.sha256(os.fsencode(os.path.realpath(live_stack.folder))).hexdigest()[:16]
     stale = state / f"live-{key}.cnf"
     stale.write_text('[client]\npassword="left-by-a-killed-run"\n')
     stale.chmod(0o600)
