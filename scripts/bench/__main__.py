@@ -61,6 +61,10 @@ def parse_args(argv=None):
     ap.add_argument("--restore-reps", type=int,
                     help="repetitions of the physical and the logical database restore "
                     "(default 5, --quick 2; 0: skip)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated steps to run after the setup, of: repetitions, "
+                    "second-snapshot, restore, offsite, scaling (default: all); restore "
+                    "without repetitions takes a live snapshot of its own")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--report-from", metavar="RAW_JSON",
                     help="only write the report (and chart) again from a finished run's raw.json")
@@ -138,13 +142,20 @@ def run_all(b: Bench, timing: dict) -> None:
     a = b.a
     t0 = time.monotonic()
     machine = machine_info(Path("/var/tmp") if not Path(a.work_dir).exists() else Path(a.work_dir))
+    only = {x.strip() for x in a.only.split(",") if x.strip()}
+    wanted = (lambda name: not only or name in only)  # noqa: E731
     step(timing, "setup (deployment, fill)", b.setup)
-    kept = step(timing, "repetitions", rounds.repetitions, b)
-    step(timing, "second snapshot, verify, check", second_snapshot, b, kept)
-    step(timing, "restore: physical against logical", rounds.restore_compare, b)
-    step(timing, "offsite push", rounds.offsite, b)  # nothing when --no-offsite
+    if wanted("repetitions"):
+        kept = step(timing, "repetitions", rounds.repetitions, b)
+        if wanted("second-snapshot"):
+            step(timing, "second snapshot, verify, check", second_snapshot, b, kept)
+    if wanted("restore"):
+        step(timing, "restore: physical against logical", rounds.restore_compare, b)
+    if wanted("offsite"):
+        step(timing, "offsite push", rounds.offsite, b)  # nothing when --no-offsite
     b.stop_stack()
-    step(timing, "scaling", rounds.scaling, b)  # nothing when --scaling none
+    if wanted("scaling"):
+        step(timing, "scaling", rounds.scaling, b)  # nothing when --scaling none
     timing["total"] = time.monotonic() - t0
     b.save_raw(machine, timing)
     b.probe_period = median(b.poller.periods) if b.poller else None

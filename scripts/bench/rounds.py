@@ -276,9 +276,15 @@ def restore_compare(b: Bench) -> None:
     if reps < 1:
         return
     s = b.s
-    source = "live-2" if "live" in b.kept else "H2"
-    dest = b.kept["live" if source == "live-2" else "hot-cold"]
-    name = [r for r in b.results if r["method"] == source][-1]["snapshot"]
+    if "live" in b.kept or "hot-cold" in b.kept:
+        source = "live-2" if "live" in b.kept else "H2"
+        dest = b.kept["live" if source == "live-2" else "hot-cold"]
+        name = [r for r in b.results if r["method"] == source][-1]["snapshot"]
+    else:  # no repetitions ran (--only): a live snapshot of its own
+        source, dest = "live (taken for the restore)", s.work / "restore-live"
+        log("restore: no repetitions ran: taking a live snapshot")
+        run(s.klink("live", "--folder", s.folder, "--dest", dest), env=s.klink_env)
+        name = os.path.basename(os.readlink(dest / "latest"))
     datadir, image = restore.snapshot_database(dest / "snapshots" / name)
     envf = restore.env_file(s)
     log("restore: stopping the writer and the indexer; dumping the database")
