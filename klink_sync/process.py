@@ -92,11 +92,7 @@ def run(
     argv = tuple(os.fsdecode(a) for a in argv)
     if _abandon.is_set():
         raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
-    log.debug("run: %s", show(argv))
-    try:
-        command = sh.Command(argv[0])
-    except sh.CommandNotFound:
-        raise CommandFailed(f"command not found: {argv[0]}") from None
+    command = _command(argv, "run")
     out_chunks: list[str] = []
     pending = [""]
 
@@ -136,6 +132,15 @@ def run(
     stderr = ("".join(err_lines) if on_stderr is not None
               else running.stderr.decode("utf-8", "surrogateescape"))  # fmt: skip
     return _judged(Result(argv, running.exit_code, stdout, stderr), ok_codes)
+
+
+def _command(argv: Sequence[str], how: str) -> sh.Command:
+    """argv's program, found on the PATH; the command line logged (secrets masked)."""
+    log.debug("%s: %s", how, show(argv))
+    try:
+        return sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise CommandFailed(f"command not found: {argv[0]}") from None
 
 
 def _judged(result: Result, ok_codes: Sequence[int]) -> Result:
@@ -263,11 +268,7 @@ class Watch:
 def watching(argv: Sequence[str]) -> Iterator[Watch]:
     """Run argv in the background while the block runs; ended on every path."""
     argv = tuple(os.fsdecode(a) for a in argv)
-    log.debug("watch: %s", show(argv))
-    try:
-        command = sh.Command(argv[0])
-    except sh.CommandNotFound:
-        raise CommandFailed(f"command not found: {argv[0]}") from None
+    command = _command(argv, "watch")
     lines: list[str] = []
     running = command(*argv[1:], _bg=True, _bg_exc=False, _ok_code=list(range(-64, 256)),
                       _out=lambda line: lines.append(line.rstrip("\n")), _out_bufsize=1,
