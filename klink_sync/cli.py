@@ -12,19 +12,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from . import __version__, load, process, systemd
-from .backup import RunOptions, dry_run, run_backup
 from .config import check_file
 from .config import sample as config_sample_text
 from .errors import KlinkSyncError, OffsiteFailed, UsageError
-from .hooks import Job
-from .models import Mode, Report
-from .report import human_bytes, plan_dict, plan_text, report_offsite, report_text
-from .verify import Verdict, VerifyInterrupted, verify_snapshot, verify_targets
+from .models import Mode
+
+if TYPE_CHECKING:  # each command imports what it runs: a push pays for no backup code
+    from .models import Report
+    from .verify import Verdict
 
 app = typer.Typer(
     add_completion=False,
@@ -97,6 +97,8 @@ def plan(
     verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Show what a backup would copy, how (hot, cold, skip) and why."""
+    from .report import plan_dict, plan_text
+
     the_plan = load.plan(load.settings(config), folder, Mode.HOT_COLD)
     _echo(json.dumps(plan_dict(the_plan), indent=2) if as_json else plan_text(the_plan))
 
@@ -113,6 +115,10 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
 def _backup(mode: Mode, folder: Path | None, dest: str | None, config: Path | None,
             dry_run_only: bool, verbose: int, quiet: bool) -> Report | None:  # fmt: skip
     """A backup run inside its job (hooks, ping, metrics); None after a dry run."""
+    from .backup import RunOptions, dry_run, run_backup
+    from .hooks import Job
+    from .report import plan_text
+
     settings = load.settings(config)
     cuts = load.cuts()
     if dry_run_only:
@@ -179,6 +185,8 @@ def _backup_command(mode: Mode, doc: str) -> None:
     ) -> None:  # fmt: skip
         if pause and mode is not Mode.HOT_COLD:
             raise UsageError(f"--pause is an option of hot-cold, not of {mode.value}")
+        from .report import report_text
+
         chosen = Mode.PAUSE if pause else mode
         report = _backup(chosen, folder, dest, config, dry_run, verbose, quiet)
         if report is not None:
@@ -201,6 +209,8 @@ _backup_command(Mode.LIVE, "Stop nothing: the database copied by mariadb-backup,
 @command(app)
 def snapshots(dest: DestOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the snapshots: time, result, downtime, size, bytes new since the one before."""
+    from .report import human_bytes
+
     rows = load.destination(dest, load.settings(config)).describe()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -284,6 +294,8 @@ DatabaseOpt = Annotated[
 
 
 def _verdict_lines(v: Verdict) -> list[str]:
+    from .report import human_bytes
+
     f = v.files
     lines = [f"snapshot {v.snapshot}: {f.listed} files listed, {f.checked} re-read "
              f"({f.sample:g}%, {human_bytes(f.bytes_read)})"]  # fmt: skip
@@ -304,6 +316,8 @@ def verify_command(
     as_json: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False,
 ) -> None:  # fmt: skip
     """Re-read a snapshot against its SHA256SUMS: missing, changed, extra files (exit 1 if any)."""
+    from .verify import VerifyInterrupted, verify_snapshot, verify_targets
+
     the_dest = load.destination(dest, load.settings(config))
     targets = verify_targets(the_dest, snapshot, all_snapshots, sample, database)
     rows, failed = [], []
@@ -418,6 +432,7 @@ def offsite_push(
 ) -> None:  # fmt: skip
     """Copy one local snapshot into the restic repository (the previous push as parent)."""
     from . import offsite_run
+    from .report import report_offsite
 
     settings, offsite = _offsite(config)
     pushed = offsite_run.push(offsite, load.destination(dest, settings), snapshot)

@@ -11,19 +11,18 @@ import os
 import shlex
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import process
-from .classify import check_overrides
-from .compose import load_deployment
 from .config import LOG_LEVELS, Settings, load_settings
-from .destination import Destination, open_destination
-from .docker import COMPOSE_COMMANDS
 from .errors import UsageError
-from .models import Login, Mode
-from .offsite import secret_file
-from .passes import Cuts
-from .plan import Plan, build_plan, resolved
-from .stack import Stack, detect_compose_command
+
+if TYPE_CHECKING:  # a command imports only what it works with: `offsite push` no planner
+    from .destination import Destination
+    from .models import Login, Mode
+    from .passes import Cuts
+    from .plan import Plan
+    from .stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,10 @@ def real_folder(path: str) -> str:
 
 def plan(settings: Settings, folder: Path | None, mode: Mode) -> Plan:
     """Setup folder -> compose files -> Plan; the deployment's secrets registered for masking."""
+    from .classify import check_overrides
+    from .compose import load_deployment
+    from .plan import build_plan, resolved
+
     root = find_folder(folder, settings)
     deployment = resolved(load_deployment(root, settings.compose_files, os.environ),
                           real_folder)  # fmt: skip
@@ -78,7 +81,10 @@ def plan(settings: Settings, folder: Path | None, mode: Mode) -> Plan:
 def database_login(settings: Settings, the_plan: Plan) -> Login:
     """live mode's login to the database: the config's database.password_file (0600), else
     root and the root password in the database service's environment; masked from here on."""
+    from .compose import load_deployment
     from .live import login_from, select  # live builds on the backup run
+    from .models import Login
+    from .offsite import secret_file
 
     service = select(the_plan).service
     chosen = settings.database
@@ -103,20 +109,28 @@ def database_login(settings: Settings, the_plan: Plan) -> Login:
 
 def destination(spec: str | None, settings: Settings) -> Destination:
     """--dest (or KLINK_SYNC_DEST), else the config's dest."""
+    from .destination import open_destination
+
     return open_destination(spec or settings.dest, settings.ssh_options)
 
 
 def compose_command(settings: Settings) -> tuple[str, ...]:
+    from .stack import detect_compose_command
+
     return detect_compose_command(os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command)
 
 
 def compose_commands(settings: Settings) -> list[tuple[str, ...]]:
     """Every compose command klink-sync may run here: v2, v1, and the configured one."""
+    from .docker import COMPOSE_COMMANDS
+
     chosen = os.environ.get("KLINK_SYNC_COMPOSE") or settings.compose_command
     return [*COMPOSE_COMMANDS, *([tuple(shlex.split(chosen))] if chosen else [])]
 
 
 def stack(settings: Settings, the_plan: Plan) -> Stack:
+    from .stack import Stack
+
     return Stack(compose_command(settings), the_plan.folder, the_plan.compose_files)
 
 
@@ -130,4 +144,6 @@ def log_level(settings: Settings) -> str:
 
 def cuts() -> Cuts:
     """KLINK_SYNC_DISABLE: downtime cuts to turn off, for the benchmark."""
+    from .passes import Cuts
+
     return Cuts.parse(os.environ.get("KLINK_SYNC_DISABLE", ""))

@@ -47,7 +47,6 @@ from .offsite import (
 )
 from .stack import signals_raise
 from .state import state_dir
-from .verify import check_tree
 
 log = logging.getLogger(__name__)
 _LOCKED = re.compile(r"\b(?:un)?lock")  # "already locked", "the `unlock` command can be used"
@@ -330,6 +329,8 @@ def pull(offsite: Offsite, dest: Destination, name: str, deployment: str | None 
 def _check_staging(dest: Destination) -> int:
     """The pulled tree against its own SHA256SUMS, as `verify` checks a snapshot, before it
     is promoted: every listed file there with its checksum, nothing unlisted."""
+    from .verify import check_tree  # a pull only: a push does not import it
+
     try:
         dest.read(f"{STAGING}/{MANIFEST}")
         check = check_tree(dest, STAGING, f"{dest.spec}: pulled snapshot")

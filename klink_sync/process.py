@@ -1,11 +1,14 @@
 """The one process boundary: every external command runs through `run`.
 
 Command lines arrive as plain tuples built by pure functions; here they are
-logged (secrets masked), executed with `sh`, and their exit codes mapped.
+logged (secrets masked), executed (never through a shell), and their exit codes mapped.
+Only the standard library: a command such as `offsite push` pays for no more start-up
+than the work needs.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import re
@@ -13,21 +16,20 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
-
-import sh
+from typing import IO, TypeVar
 
 from .errors import KlinkSyncError
 
 log = logging.getLogger(__name__)
-# sh logs whole command lines unmasked; only this module may speak of commands.
-logging.getLogger("sh").setLevel(logging.CRITICAL)
 
 _secrets: set[str] = set()
 MASK = "*****"
+# s: a command's output is read this long after it ended (a daemon it left holds the pipe)
+OUTPUT_GRACE = 2.0
 _CAUSE = re.compile(r"error|failed|denied|cannot|no such|not found|no space", re.IGNORECASE)
 
 
@@ -87,17 +89,19 @@ def run(
     on_stderr: Callable[[str], None] | None = None,
 ) -> Result:
     """Run argv (never through a shell); raise CommandFailed unless its exit code is ok.
-    `input`: its standard input (else end of file); `on_stderr`: each line of its standard
-    error as it comes (a log whose timing matters), still kept whole in the Result."""
+    `input`: its standard input (else end of file); `on_output`: each line (or \\r-ended
+    progress update) of its standard output as it comes; `on_stderr`: each line of its
+    standard error as it comes (a log whose timing matters). Both are kept whole in the
+    Result."""
     argv = tuple(os.fsdecode(a) for a in argv)
     if _abandon.is_set():
         raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
-    command = _command(argv, "run")
+    proc = _start(argv, "run", cwd, env, stdin=subprocess.PIPE if input else subprocess.DEVNULL)
     out_chunks: list[str] = []
+    err_lines: list[str] = []
     pending = [""]
 
     def collect(chunk: str) -> None:
-        """Keep all output; hand each line (or \\r-ended progress update) to on_output."""
         out_chunks.append(chunk)
         if on_output is None:
             return
@@ -106,41 +110,31 @@ def run(
             if segment.strip():
                 on_output(segment)
 
-    err_lines: list[str] = []
-
     def collect_err(line: str) -> None:
         err_lines.append(line)
         if on_stderr is not None:
             on_stderr(line.rstrip("\n"))
 
-    running = command(
-        *argv[1:],
-        _ok_code=list(range(-64, 256)),  # a signal's death is an exit code like any other
-        _return_cmd=True,
-        _tty_out=False,
-        _cwd=os.fspath(cwd) if cwd is not None else None,
-        _env=dict(env) if env is not None else dict(os.environ),
-        _out=collect,
-        _out_bufsize=0 if on_output else 1,
-        _decode_errors="surrogateescape",
-        _bg=True,
-        _bg_exc=False,
-        _in=input if input is not None else b"",  # else sh feeds a queue, polled every 0.1 s
-        **({"_err": collect_err, "_err_bufsize": 1} if on_stderr is not None else {}),
-    )
-    stdout = _wait(running, out_chunks)
-    stderr = ("".join(err_lines) if on_stderr is not None
-              else running.stderr.decode("utf-8", "surrogateescape"))  # fmt: skip
-    return _judged(Result(argv, running.exit_code, stdout, stderr), ok_codes)
+    readers = [_reader(proc.stdout, collect, lines=False), _reader(proc.stderr, collect_err)]
+    if input:
+        readers.append(_writer(proc, input))
+    _wait(proc, readers)
+    return _judged(Result(argv, proc.returncode, "".join(out_chunks), "".join(err_lines)),
+                   ok_codes)  # fmt: skip
 
 
-def _command(argv: Sequence[str], how: str) -> sh.Command:
-    """argv's program, found on the PATH; the command line logged (secrets masked)."""
+def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
+           env: Mapping[str, str] | None, stdin: int) -> subprocess.Popen:  # fmt: skip
+    """argv started with its output piped (the command line logged, secrets masked)."""
     log.debug("%s: %s", how, show(argv))
     try:
-        return sh.Command(argv[0])
-    except sh.CommandNotFound:
+        return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=cwd,
+                                env=dict(env) if env is not None else None)  # fmt: skip
+    except FileNotFoundError:
         raise CommandFailed(f"command not found: {argv[0]}") from None
+    except OSError as exc:
+        raise CommandFailed(f"cannot run {argv[0]}: {exc.strerror}") from None
 
 
 def _judged(result: Result, ok_codes: Sequence[int]) -> Result:
@@ -156,17 +150,62 @@ def _judged(result: Result, ok_codes: Sequence[int]) -> Result:
     return result
 
 
-def _wait(running: object, out_chunks: list[str]) -> str:
-    """Wait for a started command (listed for run_many meanwhile); its whole output."""
-    _live[id(running)] = running
+def _reader(stream: IO[bytes] | None, take: Callable[[str], None],
+            lines: bool = True) -> threading.Thread:  # fmt: skip
+    """A thread handing what a pipe brings to `take`, decoded (undecodable bytes kept as
+    surrogates): line by line, or as it arrives."""
+    assert stream is not None
+
+    def pump() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        with stream:
+            chunks = iter(stream.readline, b"") if lines else iter(
+                lambda: os.read(stream.fileno(), 1 << 16), b"")  # fmt: skip
+            for chunk in chunks:
+                text = decoder.decode(chunk)
+                if text:
+                    take(text)
+            rest = decoder.decode(b"", final=True)
+            if rest:
+                take(rest)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def _writer(proc: subprocess.Popen, data: bytes) -> threading.Thread:
+    """A thread feeding `data` to the command's input, then closing it (a command that
+    stops reading early only ends the feeding)."""
+    assert proc.stdin is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
+        try:
+            with stdin:
+                stdin.write(data)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(proc: subprocess.Popen, threads: Sequence[threading.Thread]) -> None:
+    """Wait for a started command (listed for run_many meanwhile) and for its output; a
+    grandchild that keeps the pipes open is not waited for past OUTPUT_GRACE."""
+    _live[id(proc)] = proc
     try:
-        running.wait()  # type: ignore[attr-defined]
+        proc.wait()
     except BaseException:  # a signal: the command's work is abandoned with the run
-        _kill(running)
+        _kill(proc)
         raise
     finally:
-        _live.pop(id(running), None)
-    return "".join(out_chunks)
+        _live.pop(id(proc), None)
+    ends = time.monotonic() + OUTPUT_GRACE
+    for thread in threads:
+        thread.join(max(0.0, ends - time.monotonic()))
 
 
 _live: dict[int, object] = {}  # commands under way, so that run_many can end them
@@ -258,26 +297,22 @@ class Watch:
     lines it printed so far, and whether it still runs (a dead stream proves nothing)."""
 
     lines: list[str]
-    running: object
+    running: subprocess.Popen
 
     def alive(self) -> bool:
-        return bool(self.running.is_alive())  # type: ignore[attr-defined]
+        return self.running.poll() is None
 
 
 @contextmanager
 def watching(argv: Sequence[str]) -> Iterator[Watch]:
     """Run argv in the background while the block runs; ended on every path."""
     argv = tuple(os.fsdecode(a) for a in argv)
-    command = _command(argv, "watch")
+    proc = _start(argv, "watch", None, None, stdin=subprocess.DEVNULL)
     lines: list[str] = []
-    running = command(*argv[1:], _bg=True, _bg_exc=False, _ok_code=list(range(-64, 256)),
-                      _out=lambda line: lines.append(line.rstrip("\n")), _out_bufsize=1,
-                      _decode_errors="surrogateescape", _in=b"", _env=dict(os.environ))  # fmt: skip
+    readers = [_reader(proc.stdout, lambda line: lines.append(line.rstrip("\n"))),
+               _reader(proc.stderr, lambda _line: None)]  # fmt: skip
     try:
-        yield Watch(lines, running)
+        yield Watch(lines, proc)
     finally:
-        _kill(running)
-        try:
-            running.wait()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 (killed: its exit code says so, nothing to judge)
-            pass
+        _kill(proc)
+        _wait(proc, readers)
