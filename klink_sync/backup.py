@@ -116,16 +116,15 @@ class Run:
         before = self.pre.before
         check_pausable(self.pre.survey, before)
         self.hot_pass()
-        project = self.stack.project_of(self.pre.survey.ids(before)) if before else ""
+        project = self.stack.project(self.pre.survey.ids(before))
         # listed again now: a container started during the hot rounds is frozen too
-        states = self.stack.project_states(project) if project else {}
-        ids = sorted(cid for cid, st in states.items() if st == "running")
+        ids = self.stack.running_in(project)
         with paused_stack(self.stack, before, ids, project) as window:
             drained = inflight.drain(s.path for s in self.pre.sources.values())
             if drained:
                 self.passes.warnings.append(drained)
             self.cold_pass()
-            if ids:
+            if project:  # nothing ran: still, nothing may have started meanwhile
                 check_frozen(self.stack, project, window)
         return self.with_checksums(self.finish(window.times))
 
@@ -171,8 +170,8 @@ class Run:
         if not self.index_saved:
             self.dest.save_index(f"{STAGING}/{INDEX}", self.passes.cold_scans)
         self.dest.write_json(f"{STAGING}/{MANIFEST}", manifest)
-        held_since = next(times[k] for k in ("stop_begin", "backup_point", "pause_begin")
-                          if k in times)  # the instant the snapshot is of  # fmt: skip
+        instants = ("stop_begin", "backup_point", "pause_begin", "copy_begin")
+        held_since = next(times[k] for k in instants if k in times)  # what the snapshot is of
         snapshot = self.dest.promote_staging(held_since, "" if is_backup else f"-{kind}",
                                              is_backup)  # fmt: skip
         self.phases[Phase.FINISH.value] = time.monotonic() - began

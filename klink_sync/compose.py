@@ -578,7 +578,7 @@ def _substitute(body: str, env: Mapping[str, str], where: str, strict: bool) -> 
 
 # --- env files -------------------------------------------------------------------------
 
-_ENV_LINE = re.compile(r"([\w.]+)\s*(?:([=:])[ \t]*(.*))?")
+_ENV_LINE = re.compile(r"([\w.-]+)\s*(?:([=:])[ \t]*(.*))?")
 # Compose's escapes in a double-quoted value (any other stays as written): `\$` is a literal
 # `$` (as `$$`: no interpolation)
 _DOUBLE_QUOTE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$$"}
@@ -591,7 +591,7 @@ def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
     single-quoted values are literal. A bare KEY takes its value from `lookup` if set.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not the key's
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
     values: dict[str, str] = {}
@@ -631,7 +631,7 @@ def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
                 body = body.replace("\\'", "'")
             values[key] = body
         else:
-            value = re.split(r"\s#", raw, maxsplit=1)[0].rstrip()
+            value = raw.split(" #", 1)[0].rstrip()  # a comment: after a space, not a tab
             values[key] = _interpolate(value, scope, where, strict=False)
     return values
 

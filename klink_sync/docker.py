@@ -98,10 +98,10 @@ def project_of_argv(ids: Sequence[str]) -> tuple[str, ...]:
 
 
 def project_containers_argv(project: str) -> tuple[str, ...]:
-    """Every container of a project, one-off ones too, with its state (running, paused...):
-    what a freeze must hold, and the proof afterwards that it held."""
+    """Every container of a project, one-off ones too, with its state (running, paused...)
+    and service: what a freeze must hold, and the proof afterwards that it held."""
     return (DOCKER, "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}",
-            "--format", "{{.ID}} {{.State}}")  # fmt: skip
+            "--format", '{{.ID}} {{.State}} {{.Label "com.docker.compose.service"}}')  # fmt: skip
 
 
 def events_argv(project: str, since: float) -> tuple[str, ...]:

@@ -235,20 +235,14 @@ def _defaults_file(path: str, login: Login) -> Iterator[None]:
     """The login in a file only root can read, for the container's --defaults-extra-file;
     removed on every path."""
     state.state_dir()  # created private if needed
-    try:
-        os.unlink(path)  # a killed run's (the deployment's lock is held: not a live run's)
-    except FileNotFoundError:
-        pass
+    state.remove_login(path)  # a killed run's (the deployment's lock is held: not a live run's)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(defaults_file_text(login))
         yield
     finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        state.remove_login(path)
 
 
 def _empty(path: str) -> None:
@@ -294,21 +288,23 @@ class LiveRun(Run):
         """The index's strict copy with only its service paused (docker pause, recorded on
         disk first, thawed on every path); before the database's backup point, so the copy
         names no row the database copy lacks."""
-        units = self.live.paused
-        # listed again now: one recreated or scaled up during the hot rounds is paused too
-        ids = self.stack.survey().ids(self.sel.paused_services)
-        if not ids:
-            return self.passes.final(units)  # not running: nothing changes it
-        project = self.stack.project_of(ids)
-        with paused_stack(self.stack, self.sel.paused_services, ids, project) as window:
+        units, services = self.live.paused, self.sel.paused_services
+        project = self.stack.project(self.stack.survey().ids(services))
+        if not project:  # no container at all: no project name to watch the events of
+            return self.passes.final(units)
+        # listed again now: one recreated or scaled up during the hot rounds is paused too,
+        # and a one-off `compose run` of the service, which writes where it does
+        ids = self.stack.running_in(project, services)
+        with paused_stack(self.stack, services, ids, project) as window:
             drained = inflight.drain(self.pre.sources[u.dest].path for u in units)
             if drained:
                 self.passes.warnings.append(drained)
             seconds = self.passes.final(units)
-            check_frozen(self.stack, project, window, self.sel.paused_services)
+            check_frozen(self.stack, project, window, services)
         times.update(window.times)
-        log.info("live: %s paused %.1fs", ", ".join(self.sel.paused_services),
-                 window.times["unpause_end"] - window.times["pause_begin"])  # fmt: skip
+        if ids:
+            log.info("live: %s paused %.1fs", ", ".join(services),
+                     window.times["unpause_end"] - window.times["pause_begin"])  # fmt: skip
         return seconds
 
     def _database(self, times: dict[str, float]) -> None:

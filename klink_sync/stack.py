@@ -112,19 +112,34 @@ class Stack:
                 frozen.append(cid)
         return frozen
 
-    @staticmethod
-    def project_of(ids: Sequence[str]) -> str:
-        """The Compose project of running containers (as Compose labelled them)."""
+    def project(self, ids: Sequence[str] = ()) -> str:
+        """The Compose project (as Compose labelled its containers): of `ids`, else of any
+        container of the stack, stopped ones too ('' when it has none: nothing to watch)."""
+        ids = list(ids) or self._ids(())
+        if not ids:
+            return ""
         labels = process.run(docker.project_of_argv(ids[:1])).stdout.split()
         if not labels:
             raise UsageError(f"container {ids[0][:12]} has no Compose project label")
         return labels[0]
 
     @staticmethod
-    def project_states(project: str) -> dict[str, str]:
-        """id -> state of every container of the project, one-off ones too."""
+    def project_states(project: str) -> dict[str, tuple[str, str]]:
+        """id -> (state, service) of every container of the project, one-off ones too."""
         out = process.run(docker.project_containers_argv(project)).stdout
-        return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+        found = {}
+        for line in out.splitlines():
+            cid, state_, service = (line.split(None, 2) + ["", ""])[:3]
+            if cid:
+                found[cid] = (state_, service)
+        return found
+
+    @classmethod
+    def running_in(cls, project: str, services: Collection[str] | None = None) -> list[str]:
+        """The project's running containers (of `services`, when given), one-offs too."""
+        states = cls.project_states(project) if project else {}
+        return sorted(cid for cid, (st, service) in states.items()
+                      if st == "running" and (services is None or service in services))  # fmt: skip
 
     def all_container_ids(self) -> set[str]:
         return set(self._ids(()))
@@ -393,30 +408,38 @@ def paused_stack(stack: Stack, running: Sequence[str], ids: Sequence[str], proje
         window.frozen = list(ids)  # until the pause says otherwise: thaw errs on the safe side
         try:
             state.record(hold)
-            if ids:
+            if project:
                 window.events = watched.enter_context(
                     process.watching(docker.events_argv(project, time.time())))
-            times["pause_begin"] = time.time()
-            log.info("freezing the stack (docker pause): %s", ", ".join(running))
+            if ids:
+                times["pause_begin"] = time.time()
+                log.info("freezing the stack (docker pause): %s", ", ".join(running))
+            else:  # the snapshot is of the copy's start
+                times["copy_begin"] = time.time()
+                log.info("nothing of %s runs: nothing to freeze, the copy watches for a start",
+                         ", ".join(running) or "the stack")  # fmt: skip
             window.frozen, error = stack.pause(ids)
             if error:
                 state.record(replace(hold, containers=tuple(window.frozen)))
                 raise RunFailed(f"{error}; nothing copied, the containers this run froze are "
                                 "thawed")  # fmt: skip
-            times["pause_end"] = time.time()
+            if ids:
+                times["pause_end"] = time.time()
             yield window
         finally:
             guard.deferring = True
-            times["unpause_begin"] = time.time()
+            began = time.time()
             thaw(stack, window.frozen)
-            times["unpause_end"] = time.time()
+            if "pause_begin" in times:  # a freeze's length: only what was paused
+                times.update(unpause_begin=began, unpause_end=time.time())
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is thawed)")
 
 
 # Docker's container events that say a container ran, or came or went, during a freeze
+# (extract-to-dir: `docker cp` into a container, paused or not, writes into its volumes)
 MOVES = frozenset({"create", "start", "restart", "unpause", "die", "kill", "stop", "destroy",
-                   "oom"})  # fmt: skip
+                   "oom", "extract-to-dir"})  # fmt: skip
 EVENTS_WAIT = 10.0  # seconds the event stream may take to show the pause itself
 
 
@@ -446,7 +469,8 @@ def check_frozen(stack: Stack, project: str, window: FreezeWindow,
     """At the end of the frozen copy, proof that the freeze held: every container frozen
     still is (none thawed or removed meanwhile) and Docker's events since the pause show no
     container of the project (of `services`, when only they were frozen) starting, stopping,
-    created or removed; with the whole project frozen, none of it runs now."""
+    created or removed, and none of them (one-offs too) runs now: with nothing running at
+    the freeze, nothing was frozen, and a service started meanwhile ran through the copy."""
     assert window.events is not None, "check_frozen needs paused_stack's event stream"
     deadline = time.monotonic() + EVENTS_WAIT
     while not _stream_shows_pause(window) and time.monotonic() < deadline:
@@ -455,8 +479,9 @@ def check_frozen(stack: Stack, project: str, window: FreezeWindow,
         raise RunFailed(f"cannot prove the freeze of project {project} held: Docker's event "
                         "stream stopped or never showed the pause; nothing promoted")  # fmt: skip
     states = stack.project_states(project)
-    moved = [cid[:12] for cid, st in states.items() if st == "running"] if services is None else []
-    moved += [cid[:12] for cid in window.frozen if states.get(cid) != "paused"]
+    moved = [cid[:12] for cid, (st, service) in states.items()
+             if st == "running" and (services is None or service in services)]  # fmt: skip
+    moved += [cid[:12] for cid in window.frozen if states.get(cid, ("",))[0] != "paused"]
     moved += [cid[:12] for cid in moved_in_events(window.events.lines, services)]
     if not window.events.alive():
         raise RunFailed(f"cannot prove the freeze of project {project} held: Docker's event "

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .destination.local import flocked
-from .errors import LockedError, UsageError
+from .errors import KlinkSyncError, LockedError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,26 @@ def remove_stale_logins() -> list[str]:
         key = login.name[len("live-") : -len(".cnf")]
         try:
             with flocked(_private_dir("locks") / f"{key}.lock", str(login)):
-                login.unlink(missing_ok=True)
+                remove_login(login)
         except LockedError:
             continue
         removed.append(login.name)
     return removed
+
+
+def remove_login(path: Path | str) -> None:
+    """A login file gone, or the empty folder dockerd makes at a bind mount's missing
+    source (a killed run's `docker run` that started after its login was removed)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            raise KlinkSyncError(f"{path}: not a login file but a folder that cannot be "
+                                 f"removed ({exc.strerror}): remove it by hand") from None
 
 
 def _hold_path(folder: Path | str) -> Path:

@@ -484,3 +484,14 @@ def test_dotenv_escapes_read_as_compose_reads_them(tmp_path: Path) -> None:
     assert _read_env_file(env, {"b": "interpolated"}) == {
         "E": "a$b", "C": "abc'def", "B": 'x\\y"z', "N": "one\ntwo", "P": "lit$eral\\n",
         "Q": "q\\wz"}
+
+
+def test_dotenv_comments_bom_and_dashed_keys_read_as_compose_reads_them(tmp_path: Path) -> None:
+    """Checked against `docker compose config`: only " #" starts a comment in an unquoted
+    value (a tab before # is part of it), a UTF-8 byte order mark is not part of the first
+    key, and a key may hold a dash."""
+    from klink_sync.compose import _read_env_file
+
+    env = tmp_path / ".env"
+    env.write_bytes("\ufeffPW=abc\t#def\nSOME-FLAG=1\nX=y # a comment\n".encode())
+    assert _read_env_file(env, {}) == {"PW": "abc\t#def", "SOME-FLAG": "1", "X": "y"}
