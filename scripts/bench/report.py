@@ -221,8 +221,10 @@ def _sizes(view: View, w) -> None:
     w(f"- repetitions: {a.reps}; every method once per repetition, in this order: "
       + ", ".join(order) + " (the 1% change between the first runs and the incremental ones); "
       f"before each: `sync`, the stack up, then {a.settle:g} s of rest; every destination of a "
-      "repetition is removed only at its end (then `sync` and "
-      f"{REST_AFTER_CLEANUP} s of rest): a run right after a large delete writes markedly "
+      "repetition is removed only at its end, with the documents the writer added during it "
+      "(rows and files, the writer stopped for that: every repetition starts from the same "
+      "deployment), then `sync` and "
+      f"{REST_AFTER_CLEANUP} s of rest: a run right after a large delete writes markedly "
       "slower here, and no measured copy follows one\n")
 
 

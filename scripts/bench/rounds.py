@@ -65,6 +65,8 @@ def repetitions(b: Bench) -> Path:
             rm_tree(keep.parent)
         keep = kd
         b.kept = {k: v for k, v in kept.items() if v.exists()}
+        if rep < b.a.reps:  # the last one's documents stay: check.py reads its snapshot
+            log(f"rep {rep}: removed the {b.s.trim_to_prefilled()} documents the writer added")
         run(["sync"])
         time.sleep(REST_AFTER_CLEANUP)  # before the next repetition's F and P
     return keep

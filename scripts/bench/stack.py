@@ -51,6 +51,7 @@ class Stack:
         self.events: Events | None = None
         self.rng = random.Random(args.seed)
         self.prefilled: list[tuple[str, int]] = []  # (relative path, size)
+        self.prefilled_last_id = 0  # the last pre-filled document's row: the writer's follow
         self.stack_up = False
         self.code_digest = ""
 
@@ -183,6 +184,24 @@ class Stack:
             values = ",".join(f"('{p}',{s},'{h}')" for p, s, h in chunk)
             self.sql(f"INSERT INTO documents (path, size, sha256) VALUES {values};")
         del self._rows
+        self.prefilled_last_id = int(self.sql("SELECT COALESCE(MAX(id), 0) FROM documents;"))
+
+    def trim_to_prefilled(self) -> int:
+        """The documents the writer added since the setup removed, rows and files, the
+        writer stopped meanwhile: every repetition starts from the deployment the report
+        describes, not from one the runs before grew (the writer adds WRITE_RATE documents a
+        second, all through the bench). Returns how many went."""
+        after = f"FROM documents WHERE id > {self.prefilled_last_id}"
+        self.compose("stop", "kbox")
+        try:
+            paths = self.sql(f"SELECT path {after};").split()
+            data = self.folder / "storage" / "data"
+            for rel in paths:
+                (data / rel).unlink(missing_ok=True)
+            self.sql(f"DELETE {after};")
+        finally:
+            self.compose("start", "kbox")
+        return len(paths)
 
     def deployment_size(self) -> dict:
         st = self.folder / "storage"
