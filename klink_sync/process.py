@@ -125,16 +125,21 @@ def run(
 
 def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
            env: Mapping[str, str] | None, stdin: int) -> subprocess.Popen:  # fmt: skip
-    """argv started with its output piped (the command line logged, secrets masked)."""
+    """argv started with its output piped (the command line logged, secrets masked). In a
+    folder (`cwd`) it is told where it is (PWD), as a shell tells it: a Go program (restic)
+    otherwise stats its way back to its folder for every relative path it reads."""
     log.debug("%s: %s", how, show(argv))
+    environment = dict(env if env is not None else os.environ)
+    if cwd is not None:
+        environment["PWD"] = os.path.abspath(cwd)
     try:
         return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=cwd,
-                                env=dict(env) if env is not None else None)  # fmt: skip
-    except FileNotFoundError:
-        raise CommandFailed(f"command not found: {argv[0]}") from None
+                                stderr=subprocess.PIPE, cwd=cwd, env=environment)  # fmt: skip
     except OSError as exc:
-        raise CommandFailed(f"cannot run {argv[0]}: {exc.strerror}") from None
+        if isinstance(exc, FileNotFoundError) and exc.filename == argv[0]:
+            raise CommandFailed(f"command not found: {argv[0]}") from None
+        where = f" in {os.fspath(cwd)}" if cwd is not None else ""
+        raise CommandFailed(f"cannot run {argv[0]}{where}: {exc.strerror}") from None
 
 
 def _judged(result: Result, ok_codes: Sequence[int]) -> Result:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .models import Phase, Report
-from .plan import Plan
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 def human_bytes(n: float) -> str:

@@ -1,0 +1,79 @@
+"""The one process boundary, on real commands: what a command prints reaches its caller
+whole and as it comes, its exit decides, and nothing it leaves behind holds the run."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from klink_sync import process
+
+
+def test_output_error_and_input_reach_the_caller():
+    seen, errors = [], []
+    result = process.run(
+        ["sh", "-c", "cat; printf 'one\\rtwo\\nthree\\n'; echo warn >&2"],
+        input=b"fed\n", on_output=seen.append, on_stderr=errors.append,
+    )  # fmt: skip
+    assert result.stdout == "fed\none\rtwo\nthree\n"
+    assert seen == ["fed", "one", "two", "three"]  # \r-ended progress updates too
+    assert errors == ["warn"] and result.stderr == "warn\n"
+
+
+def test_undecodable_output_is_kept_not_fatal():
+    result = process.run(["printf", "\\377ok"])
+    assert result.stdout.encode("utf-8", "surrogateescape") == b"\xffok"
+
+
+def test_a_failure_names_its_cause_and_a_signal_its_name():
+    with pytest.raises(process.CommandFailed, match=r"exit 3\): write failed: No space"):
+        process.run(["sh", "-c", "echo 'write failed: No space left' >&2; echo x >&2; exit 3"])
+    with pytest.raises(process.CommandFailed, match="killed by SIGTERM"):
+        process.run(["sh", "-c", "kill -TERM $$"])
+    assert process.run(["sh", "-c", "exit 3"], ok_codes=(0, 3)).exit_code == 3
+
+
+def test_a_missing_command_or_folder_is_one_line():
+    with pytest.raises(process.CommandFailed, match="^command not found: no-such-command-x$"):
+        process.run(["no-such-command-x"])
+    with pytest.raises(process.CommandFailed, match="cannot run true in /no/such/folder"):
+        process.run(["true"], cwd="/no/such/folder")
+
+
+def test_a_command_in_a_folder_is_told_where_it_is(tmp_path):
+    """PWD as a shell sets it: restic (Go) otherwise stats its way back to its folder for
+    every file of `restic backup .`."""
+    out = process.run(["sh", "-c", 'echo "$PWD"'], cwd=tmp_path, env={"PWD": "/elsewhere"})
+    assert out.stdout.strip() == str(tmp_path)
+
+
+def test_a_daemon_left_holding_the_pipe_does_not_hold_the_run():
+    began = time.monotonic()
+    result = process.run(["sh", "-c", "echo done; sleep 30 & exit 0"])
+    assert result.stdout.startswith("done") and time.monotonic() - began < 10
+
+
+def test_watching_collects_lines_and_ends_the_command():
+    with process.watching(["sh", "-c", "echo a; echo b; exec sleep 30"]) as watch:
+        deadline = time.monotonic() + 5
+        while len(watch.lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watch.lines == ["a", "b"] and watch.alive()
+        pid = watch.running.pid
+    assert not watch.alive()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_run_many_ends_the_others_when_one_fails(tmp_path):
+    marker = tmp_path / "finished"
+    jobs = [lambda: process.run(["sh", "-c", f"sleep 5; touch {marker}"]),
+            lambda: process.run(["sh", "-c", "exit 4"])]  # fmt: skip
+    began = time.monotonic()
+    with pytest.raises(process.CommandFailed, match="exit 4"):
+        process.run_many(jobs)
+    assert time.monotonic() - began < 4
+    time.sleep(0.2)
+    assert not marker.exists()
