@@ -583,7 +583,7 @@ def _offsite_summary(view: View, w) -> None:
         lines.append(
             f"one restic command's fixed cost here: {opened:.2f} s (`restic snapshots "
             "--json`: the repository opened, its key derived with the scrypt cost `restic "
-            f"init` chose); klink-sync's start: {started:.2f} s (`klink-sync offsite --help`). "
+            f"init` chose); klink-sync's start: {started:.2f} s (`klink-sync version`). "
             "A first push lists the repository for its parent (no push noted yet), then "
             "backs up: one restic command more than plain restic; a later push is one restic "
             f"command, like plain restic. Expected on top: first {opened + started:.2f} s, "
