@@ -591,9 +591,11 @@ def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
     single-quoted values are literal. A bare KEY takes its value from `lookup` if set.
     """
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not the key's
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is not the first key's
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    # lines end at \n (or \r\n) alone, as Compose reads them: not at a form feed or U+2028
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     values: dict[str, str] = {}
     index = 0
     while index < len(lines):

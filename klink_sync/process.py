@@ -98,29 +98,41 @@ def run(
         raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
     proc = _start(argv, "run", cwd, env, stdin=subprocess.PIPE if input else subprocess.DEVNULL)
     out_chunks: list[str] = []
-    err_lines: list[str] = []
-    pending = [""]
+    err_chunks: list[str] = []
 
     def collect(chunk: str) -> None:
         out_chunks.append(chunk)
-        if on_output is None:
-            return
-        *done, pending[0] = re.split(r"[\r\n]", pending[0] + chunk)
-        for segment in done:
-            if segment.strip():
-                on_output(segment)
 
-    def collect_err(line: str) -> None:
-        err_lines.append(line)
-        if on_stderr is not None:
-            on_stderr(line.rstrip("\n"))
+    def collect_err(chunk: str) -> None:
+        err_chunks.append(chunk)
 
-    readers = [_reader(proc.stdout, collect, lines=False), _reader(proc.stderr, collect_err)]
+    takers = [collect, collect_err]
+    if on_output is not None:
+        takers[0] = _and_segments(collect, on_output, r"[\r\n]")
+    if on_stderr is not None:
+        takers[1] = _and_segments(collect_err, on_stderr, r"\n")
+    readers = [_reader(proc.stdout, takers[0]), _reader(proc.stderr, takers[1])]
     if input:
         readers.append(_writer(proc, input))
     _wait(proc, readers)
-    return _judged(Result(argv, proc.returncode, "".join(out_chunks), "".join(err_lines)),
+    return _judged(Result(argv, proc.returncode, "".join(out_chunks), "".join(err_chunks)),
                    ok_codes)  # fmt: skip
+
+
+def _and_segments(keep: Callable[[str], None], each: Callable[[str], None], ends: str
+                  ) -> Callable[[str], None]:  # fmt: skip
+    """A taker of chunks that keeps each whole (`keep`), and hands every non-blank segment
+    ended by `ends` to `each` as it completes."""
+    pending = [""]
+
+    def take(chunk: str) -> None:
+        keep(chunk)
+        *done, pending[0] = re.split(ends, pending[0] + chunk)
+        for segment in done:
+            if segment.strip():
+                each(segment)
+
+    return take
 
 
 def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
@@ -132,9 +144,10 @@ def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
     environment = dict(env if env is not None else os.environ)
     if cwd is not None:
         environment["PWD"] = os.path.abspath(cwd)
-    try:
+    try:  # its own process group: a Ctrl-C at the terminal is klink-sync's to act on
         return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=cwd, env=environment)  # fmt: skip
+                                stderr=subprocess.PIPE, cwd=cwd, env=environment,
+                                process_group=0)  # fmt: skip
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and exc.filename == argv[0]:
             raise CommandFailed(f"command not found: {argv[0]}") from None
@@ -148,25 +161,31 @@ def _judged(result: Result, ok_codes: Sequence[int]) -> Result:
     if result.exit_code not in ok_codes:
         detail = result.last_error_line or f"exit code {result.exit_code}"
         if result.exit_code < 0:
-            detail = f"killed by {signal.Signals(-result.exit_code).name}"
+            detail = f"killed by {_signal_name(-result.exit_code)}"
         argv = result.argv
         shown = show(argv[:3]) + (" ..." if len(argv) > 3 else "")
         raise CommandFailed(f"{shown} failed (exit {result.exit_code}): {detail}", result)
     return result
 
 
-def _reader(stream: IO[bytes] | None, take: Callable[[str], None],
-            lines: bool = True) -> threading.Thread:  # fmt: skip
-    """A thread handing what a pipe brings to `take`, decoded (undecodable bytes kept as
-    surrogates): line by line, or as it arrives."""
+def _signal_name(number: int) -> str:
+    """SIGTERM, or 'signal 40' for one Python has no name for (a real-time signal)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _reader(stream: IO[bytes] | None, take: Callable[[str], None]) -> threading.Thread:
+    """A thread handing what a pipe brings to `take` as it arrives, decoded (undecodable
+    bytes kept as surrogates). Never a line at a time: a last line without its newline
+    reaches the caller even when a daemon the command left holds the pipe open."""
     assert stream is not None
 
     def pump() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         with stream:
-            chunks = iter(stream.readline, b"") if lines else iter(
-                lambda: os.read(stream.fileno(), 1 << 16), b"")  # fmt: skip
-            for chunk in chunks:
+            for chunk in iter(lambda: os.read(stream.fileno(), 1 << 16), b""):
                 text = decoder.decode(chunk)
                 if text:
                     take(text)
@@ -202,9 +221,12 @@ def _wait(proc: subprocess.Popen, threads: Sequence[threading.Thread]) -> None:
     grandchild that keeps the pipes open is not waited for past OUTPUT_GRACE."""
     _live[id(proc)] = proc
     try:
+        if _abandon.is_set():  # run_many ended the others while this one was starting
+            _kill(proc)
         proc.wait()
     except BaseException:  # a signal: the command's work is abandoned with the run
         _kill(proc)
+        _reap(proc)
         raise
     finally:
         _live.pop(id(proc), None)
@@ -223,6 +245,15 @@ def _kill(running: object) -> None:
         running.kill()  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 (it may have ended on its own meanwhile)
         pass
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Wait for a killed command to be gone: until its parent reaps it, its process still
+    exists, and restic takes the lock of a dead push for a live one's."""
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        log.warning("%s (pid %d) has not ended 10 s after it was killed", proc.args[0], proc.pid)
 
 
 def run_many(jobs: Sequence[Callable[[], T]]) -> list[T]:
@@ -314,8 +345,8 @@ def watching(argv: Sequence[str]) -> Iterator[Watch]:
     argv = tuple(os.fsdecode(a) for a in argv)
     proc = _start(argv, "watch", None, None, stdin=subprocess.DEVNULL)
     lines: list[str] = []
-    readers = [_reader(proc.stdout, lambda line: lines.append(line.rstrip("\n"))),
-               _reader(proc.stderr, lambda _line: None)]  # fmt: skip
+    readers = [_reader(proc.stdout, _and_segments(lambda _chunk: None, lines.append, r"\n")),
+               _reader(proc.stderr, lambda _chunk: None)]  # fmt: skip
     try:
         yield Watch(lines, proc)
     finally:

@@ -269,6 +269,17 @@ class _SignalGuard:
         if not self.deferring:
             raise Interrupted(f"interrupted by {name}")
 
+    @contextmanager
+    def noting(self) -> Iterator[None]:
+        """Signals are only noted while the block runs, and raised at its end: a command
+        Docker goes on carrying out after its client is killed (a stop) is let finish, or a
+        start sent after it would find the containers still stopping, and they end down."""
+        self.deferring = True
+        yield
+        self.deferring = False
+        if self.received:
+            raise Interrupted(f"interrupted by {self.received[0]}")
+
 
 @contextmanager
 def signals_raise() -> Iterator[_SignalGuard]:
@@ -333,7 +344,8 @@ def stopped_stack(
         try:
             times["stop_begin"] = time.time()
             log.info("stopping the stack (timeout %ss)", stop_timeout)
-            stack.stop(stop_timeout)
+            with guard.noting():
+                stack.stop(stop_timeout)
             times["stop_end"] = time.time()
             yield window
         except BaseException:
@@ -413,11 +425,14 @@ def paused_stack(stack: Stack, running: Sequence[str], ids: Sequence[str], proje
                     process.watching(docker.events_argv(project, time.time())))
             if ids:
                 times["pause_begin"] = time.time()
-                log.info("freezing the stack (docker pause): %s", ", ".join(running))
+                log.info("freezing the stack (docker pause): %s",
+                         ", ".join(running) or f"{len(ids)} containers")  # fmt: skip
             else:  # the snapshot is of the copy's start
                 times["copy_begin"] = time.time()
-                log.info("nothing of %s runs: nothing to freeze, the copy watches for a start",
-                         ", ".join(running) or "the stack")  # fmt: skip
+                watched_for = ("the copy watches for a start" if project else
+                               "the project has no containers: a start is not watched")
+                log.info("nothing of %s runs: nothing to freeze, %s",
+                         ", ".join(running) or "the stack", watched_for)  # fmt: skip
             window.frozen, error = stack.pause(ids)
             if error:
                 state.record(replace(hold, containers=tuple(window.frozen)))

@@ -195,10 +195,10 @@ class Stack:
         self.compose("stop", "kbox")
         try:
             paths = self.sql(f"SELECT path {after};").split()
+            self.sql(f"DELETE {after};")  # rows first: never a row whose file is gone
             data = self.folder / "storage" / "data"
             for rel in paths:
                 (data / rel).unlink(missing_ok=True)
-            self.sql(f"DELETE {after};")
         finally:
             self.compose("start", "kbox")
         return len(paths)

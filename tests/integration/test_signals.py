@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, error_line, run_cli
+from tests.conftest import KLINK_SYNC, ROOT, error_line, run_cli
 from tests.integration.test_hot_cold import ALL, latest, make_deployment, running, set_running
 
 FAULTS = ROOT / "tests" / "e2e" / "faults"
@@ -69,3 +71,40 @@ def test_restart_failure_exits_70_naming_services_and_command(tmp_path, klink_en
     assert "services still down: database, engine, kbox" in last
     assert "start them now with: cd " in last and "start database engine kbox" in last
     assert not list((tmp_path / "backup" / "snapshots").iterdir())
+
+
+def test_a_signal_during_the_stop_waits_for_the_stop_before_starting(tmp_path, klink_env):
+    """Docker goes on stopping containers after its client is killed: a start sent
+    meanwhile finds them still running, and they end down. The stop is let finish."""
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    log = Path(klink_env["FAKE_COMPOSE_LOG"])
+    # the stop still under way when the signal comes; it takes the services down at its end
+    on_stop = ('kill -TERM $FAKE_COMPOSE_CALLER; sleep 1; : > "$FAKE_COMPOSE_STATE"; '
+               'echo stop-ended >> "$FAKE_COMPOSE_LOG"')  # fmt: skip
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup",
+                   env={**klink_env, "FAKE_COMPOSE_ON_STOP": on_stop}, check=1)  # fmt: skip
+    assert "interrupted by SIGTERM" in error_line(proc.stderr)
+    deadline = time.monotonic() + 5
+    while "stop-ended" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    calls = log.read_text().splitlines()
+    starts = [i for i, call in enumerate(calls) if " start " in f" {call} "]
+    assert starts and calls.index("stop-ended") < starts[0], calls
+    assert running(klink_env) == ALL
+
+
+def test_ctrl_c_at_the_terminal_does_not_cut_the_restart_short(tmp_path, klink_env):
+    """A terminal's Ctrl-C signals klink-sync's whole process group: the compose start
+    under way is klink-sync's to finish, not the terminal's to kill."""
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    ctrl_c = "kill -INT -- -$(ps -o pgid= -p $FAKE_COMPOSE_CALLER | tr -d ' '); sleep 1"
+    env = {**os.environ, **klink_env, "FAKE_COMPOSE_ON_START": ctrl_c}
+    proc = subprocess.run(
+        [KLINK_SYNC, "hot-cold", "--folder", str(folder), "--dest", str(tmp_path / "backup")],
+        env=env, capture_output=True, text=True, timeout=120, start_new_session=True,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "interrupted by SIGINT (the stack is back up)" in error_line(proc.stderr)
+    assert running(klink_env) == ALL

@@ -495,3 +495,13 @@ def test_dotenv_comments_bom_and_dashed_keys_read_as_compose_reads_them(tmp_path
     env = tmp_path / ".env"
     env.write_bytes("\ufeffPW=abc\t#def\nSOME-FLAG=1\nX=y # a comment\n".encode())
     assert _read_env_file(env, {}) == {"PW": "abc\t#def", "SOME-FLAG": "1", "X": "y"}
+
+
+def test_dotenv_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    """A form feed, a vertical tab or U+2028 inside a value is part of it (Compose splits
+    lines at \\n, and \\r\\n), not the start of another line."""
+    from klink_sync.compose import _read_env_file
+
+    env = tmp_path / ".env"
+    env.write_bytes("PW=ab\x0ccd\u2028ef\r\nNEXT=1\n".encode())
+    assert _read_env_file(env, {}) == {"PW": "ab\x0ccd\u2028ef", "NEXT": "1"}

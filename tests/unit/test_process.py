@@ -77,3 +77,65 @@ def test_run_many_ends_the_others_when_one_fails(tmp_path):
     assert time.monotonic() - began < 4
     time.sleep(0.2)
     assert not marker.exists()
+
+
+def test_a_realtime_signal_is_named_by_its_number():
+    """Signals 35-63 have no name in Python's enum: the error says the number, no
+    traceback."""
+    with pytest.raises(process.CommandFailed, match="killed by signal 40"):
+        process.run(["sh", "-c", "kill -40 $$"])
+
+
+def test_a_last_error_line_without_newline_survives_a_daemon_holding_the_pipe():
+    with pytest.raises(process.CommandFailed, match=r"\(exit 3\): fatal: the cause$"):
+        process.run(["sh", "-c", "printf 'fatal: the %s' cause >&2; sleep 30 & exit 3"])
+
+
+def test_a_command_runs_in_its_own_process_group():
+    """A Ctrl-C at the terminal reaches klink-sync only: the restart it is running is not
+    cut short under it."""
+    result = process.run(["sh", "-c", "ps -o pgid= -p $$"])
+    assert int(result.stdout) != os.getpgrp()
+
+
+def test_a_command_started_as_run_many_ends_the_others_is_ended_too(monkeypatch):
+    """A job that had passed the 'the run is ending' check as the others were ended starts
+    its command after the ending: it is ended too, not waited for."""
+    started = process._start
+
+    def start_then_abandon(*args, **kwargs):
+        proc = started(*args, **kwargs)
+        process._abandon.set()  # run_many ends its jobs in this very instant
+        return proc
+
+    monkeypatch.setattr(process, "_start", start_then_abandon)
+    began = time.monotonic()
+    try:
+        with pytest.raises(process.CommandFailed, match="killed by SIGKILL"):
+            process.run(["sleep", "5"])
+    finally:
+        process._abandon.clear()
+    assert time.monotonic() - began < 3
+
+
+def test_a_command_ended_by_a_signal_is_reaped_before_the_run_goes_on(monkeypatch):
+    """A killed restic left as a zombie still 'exists': the next restic takes its lock for
+    a live one's and refuses to remove it."""
+    import signal
+
+    started = process._start
+    procs = []
+    monkeypatch.setattr(process, "_start", lambda *a, **k: procs.append(started(*a, **k))
+                        or procs[-1])  # fmt: skip
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            process.run(["sleep", "5"])
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert not os.path.exists(f"/proc/{procs[0].pid}")
