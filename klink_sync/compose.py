@@ -90,7 +90,8 @@ def load_deployment(
     files = find_compose_files(source, compose_files)
 
     dotenv_path = source / ".env"
-    dotenv = _read_env_file(dotenv_path, environ) if dotenv_path.is_file() else {}
+    written: dict[str, str] = {}  # the values as the files write them, for the secrets
+    dotenv = _read_env_file(dotenv_path, environ, written) if dotenv_path.is_file() else {}
     env = {**dotenv, **environ}  # the process environment wins over .env
 
     parsed = [_parse_file_once(path, folder, env, environ) for path in files]
@@ -110,14 +111,11 @@ def load_deployment(
                 service_env_files.append(path)
     env_files = ([dotenv_path] if dotenv_path.is_file() else []) + service_env_files
 
-    secret_pairs: list[tuple[str, str]] = list(dotenv.items())
-    for path in service_env_files:
-        secret_pairs.extend(_read_env_file(path, env).items())
     environments = {name: _service_environment(service, env)
                     for name, service in merged.services.items()}  # fmt: skip
-    for environment in environments.values():
-        secret_pairs.extend(environment.items())
-
+    secret_pairs = [*dotenv.items(), *_env_file_values(service_env_files, env, written),
+                    *(pair for environment in environments.values()
+                      for pair in environment.items())]  # fmt: skip
     return Deployment(
         folder=folder,
         compose_files=files,
@@ -128,6 +126,23 @@ def load_deployment(
         secrets=frozenset(v for k, v in secret_pairs if _is_secret(k, v)),
         environments=environments,
     )
+
+
+def _env_file_values(paths: Sequence[Path], env: Mapping[str, str], written: dict[str, str]
+                     ) -> list[tuple[str, str]]:  # fmt: skip
+    """The env files' values, and every value as written (`written` holds .env's already)
+    where it holds more than references: Compose quotes that text when it cannot
+    interpolate it, password and all."""
+    pairs, as_written = [], list(written.items())
+    for path in paths:
+        written = {}
+        pairs.extend(_read_env_file(path, env, written).items())
+        as_written.extend(written.items())
+    return pairs + [(k, v) for k, v in as_written if _REFERENCE.sub("", v).strip()]
+
+
+# a value written as references alone (`${DB_PASSWORD}`) holds no secret as written
+_REFERENCE = re.compile(r"\$\{[^}]*\}|\$\w+")
 
 
 def _service_environment(service: _Service, env: Mapping[str, str]) -> dict[str, str]:
@@ -584,23 +599,25 @@ _ENV_LINE = re.compile(r"([\w.-]+)\s*(?:([=:])[ \t]*(.*))?")
 _DOUBLE_QUOTE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$$"}
 
 
-def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
+def _read_env_file(path: Path, lookup: Mapping[str, str],
+                   written: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
     """KEY=VALUE lines like Compose: `export `, comments, quotes, multi-line quoted values.
 
     Unquoted and double-quoted values expand `$VAR` from `lookup` first, then earlier keys;
     single-quoted values are literal. A bare KEY takes its value from `lookup` if set.
+    `written`, if given, gets each value as the file writes it (before escapes and
+    interpolation): the text Compose quotes when it cannot read a value.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM is not the first key's
+    try:  # bytes decoded as they are: a lone CR does not end a line for Compose either
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM is not the first key's
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
-    # lines end at \n (or \r\n) alone, as Compose reads them: not at a form feed or U+2028
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    lines = text.split("\n")  # not at a form feed or U+2028 either, as splitlines would
     values: dict[str, str] = {}
     index = 0
     while index < len(lines):
-        number = index + 1
-        line = lines[index].strip()
+        number, original = index + 1, lines[index]
+        line = original.strip()
         index += 1
         if not line or line.startswith("#"):
             continue
@@ -617,25 +634,33 @@ def _read_env_file(path: Path, lookup: Mapping[str, str]) -> dict[str, str]:
         where = f"{path}: line {number}: {key}"
         scope = {**values, **lookup}
         quote = raw[:1]
-        if quote in ("'", '"'):
-            body = raw[1:]
-            end = _closing_quote(body, quote)
-            while end < 0 and index < len(lines):  # a quoted value may span lines
-                body += "\n" + lines[index]
-                index += 1
-                end = _closing_quote(body, quote)
-            if end < 0:
-                raise UsageError(f"{path}: line {number}: {key}: unterminated quoted value")
-            body = body[:end]
-            if quote == '"':
-                body = _interpolate(_unescape(body), scope, where, strict=False)
-            else:  # literal, but for an escaped quote
-                body = body.replace("\\'", "'")
-            values[key] = body
+        if quote in ("'", '"'):  # the value runs on past this line's end as written
+            first = raw[1:] + original[len(original.rstrip()) :]
+            body, index = _quoted(first, quote, lines, index, f"{path}: line {number}: {key}")
+            value = (_interpolate(_unescape(body), scope, where, strict=False) if quote == '"'
+                     else body.replace("\\'", "'"))  # fmt: skip
         else:
-            value = raw.split(" #", 1)[0].rstrip()  # a comment: after a space, not a tab
-            values[key] = _interpolate(value, scope, where, strict=False)
+            body = raw.split(" #", 1)[0].rstrip()  # a comment: after a space, not a tab
+            value = _interpolate(body, scope, where, strict=False)
+        values[key] = value
+        if written is not None:
+            written[key] = body
     return values
+
+
+def _quoted(first: str, quote: str, lines: Sequence[str], index: int, where: str
+            ) -> tuple[str, int]:  # fmt: skip
+    """A quoted value's text up to its closing quote (which may be lines further on, the
+    lines joined as written), and the index of the line after it."""
+    body = first
+    end = _closing_quote(body, quote)
+    while end < 0 and index < len(lines):
+        body += "\n" + lines[index]
+        index += 1
+        end = _closing_quote(body, quote)
+    if end < 0:
+        raise UsageError(f"{where}: unterminated quoted value")
+    return body[:end], index
 
 
 def _closing_quote(text: str, quote: str) -> int:

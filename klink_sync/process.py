@@ -9,6 +9,7 @@ than the work needs.
 from __future__ import annotations
 
 import codecs
+import json
 import logging
 import os
 import re
@@ -61,8 +62,12 @@ class Result:
 
 
 def add_secrets(values: Iterable[str]) -> None:
-    """Register values that must never appear in logs or messages."""
-    _secrets.update(v for v in values if v)
+    """Register values that must never appear in logs or messages, in every form a tool
+    may quote them in: as they are, and escaped as a quoted string (Compose quotes a bad
+    value Go's way, `"a\\"b"`, which JSON's escapes match for what a password holds)."""
+    for value in values:
+        if value:
+            _secrets.update({value, json.dumps(value, ensure_ascii=False)[1:-1]})
 
 
 def mask(text: str) -> str:
@@ -87,16 +92,18 @@ def run(
     on_output: Callable[[str], None] | None = None,
     input: bytes | None = None,
     on_stderr: Callable[[str], None] | None = None,
+    terminal: bool = False,
 ) -> Result:
     """Run argv (never through a shell); raise CommandFailed unless its exit code is ok.
     `input`: its standard input (else end of file); `on_output`: each line (or \\r-ended
     progress update) of its standard output as it comes; `on_stderr`: each line of its
     standard error as it comes (a log whose timing matters). Both are kept whole in the
-    Result."""
+    Result. `terminal`: the command shares klink-sync's terminal and may ask the user
+    something there (an admin's hook); else it runs in a session of its own."""
     argv = tuple(os.fsdecode(a) for a in argv)
     if _abandon.is_set():
         raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
-    proc = _start(argv, "run", cwd, env, stdin=subprocess.PIPE if input else subprocess.DEVNULL)
+    stdin = subprocess.PIPE if input else subprocess.DEVNULL
     out_chunks: list[str] = []
     err_chunks: list[str] = []
 
@@ -111,10 +118,12 @@ def run(
         takers[0] = _and_segments(collect, on_output, r"[\r\n]")
     if on_stderr is not None:
         takers[1] = _and_segments(collect_err, on_stderr, r"\n")
-    readers = [_reader(proc.stdout, takers[0]), _reader(proc.stderr, takers[1])]
-    if input:
-        readers.append(_writer(proc, input))
-    _wait(proc, readers)
+    with _started(argv, "run", cwd, env, stdin, terminal) as proc:
+        readers = [_reader(proc.stdout, takers[0]), _reader(proc.stderr, takers[1])]
+        if input:
+            readers.append(_writer(proc, input))
+        proc.wait()
+    _drain(readers)
     return _judged(Result(argv, proc.returncode, "".join(out_chunks), "".join(err_chunks)),
                    ok_codes)  # fmt: skip
 
@@ -136,23 +145,49 @@ def _and_segments(keep: Callable[[str], None], each: Callable[[str], None], ends
 
 
 def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
-           env: Mapping[str, str] | None, stdin: int) -> subprocess.Popen:  # fmt: skip
+           env: Mapping[str, str] | None, stdin: int, terminal: bool = False
+           ) -> subprocess.Popen:  # fmt: skip
     """argv started with its output piped (the command line logged, secrets masked). In a
     folder (`cwd`) it is told where it is (PWD), as a shell tells it: a Go program (restic)
-    otherwise stats its way back to its folder for every relative path it reads."""
+    otherwise stats its way back to its folder for every relative path it reads.
+
+    Unless `terminal`, in a session of its own: a Ctrl-C at the terminal is klink-sync's
+    to act on (a `compose start` of the restart is not cut short under it), a prompt
+    (ssh's unknown host key) fails at once instead of waiting for an answer no one sees,
+    and the whole command, its children too, can be ended as one group."""
     log.debug("%s: %s", how, show(argv))
     environment = dict(env if env is not None else os.environ)
     if cwd is not None:
         environment["PWD"] = os.path.abspath(cwd)
-    try:  # its own process group: a Ctrl-C at the terminal is klink-sync's to act on
+    try:
         return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=cwd, env=environment,
-                                process_group=0)  # fmt: skip
+                                start_new_session=not terminal)  # fmt: skip
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and exc.filename == argv[0]:
             raise CommandFailed(f"command not found: {argv[0]}") from None
         where = f" in {os.fspath(cwd)}" if cwd is not None else ""
         raise CommandFailed(f"cannot run {argv[0]}{where}: {exc.strerror}") from None
+
+
+@contextmanager
+def _started(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
+             env: Mapping[str, str] | None, stdin: int, terminal: bool = False
+             ) -> Iterator[subprocess.Popen]:  # fmt: skip
+    """A started command, listed for run_many while the block runs; a signal (or any
+    error) from its start on ends it, its children too, and reaps it."""
+    proc = _start(argv, how, cwd, env, stdin, terminal)
+    _live[id(proc)] = proc
+    try:
+        if _abandon.is_set():  # run_many ended the others while this one was starting
+            _kill(proc)
+        yield proc
+    except BaseException:  # a signal: the command's work is abandoned with the run
+        _kill(proc)
+        _reap(proc)
+        raise
+    finally:
+        _live.pop(id(proc), None)
 
 
 def _judged(result: Result, ok_codes: Sequence[int]) -> Result:
@@ -216,20 +251,9 @@ def _writer(proc: subprocess.Popen, data: bytes) -> threading.Thread:
     return thread
 
 
-def _wait(proc: subprocess.Popen, threads: Sequence[threading.Thread]) -> None:
-    """Wait for a started command (listed for run_many meanwhile) and for its output; a
-    grandchild that keeps the pipes open is not waited for past OUTPUT_GRACE."""
-    _live[id(proc)] = proc
-    try:
-        if _abandon.is_set():  # run_many ended the others while this one was starting
-            _kill(proc)
-        proc.wait()
-    except BaseException:  # a signal: the command's work is abandoned with the run
-        _kill(proc)
-        _reap(proc)
-        raise
-    finally:
-        _live.pop(id(proc), None)
+def _drain(threads: Sequence[threading.Thread]) -> None:
+    """Wait for a command's output; a grandchild that keeps the pipes open is not waited
+    for past OUTPUT_GRACE."""
     ends = time.monotonic() + OUTPUT_GRACE
     for thread in threads:
         thread.join(max(0.0, ends - time.monotonic()))
@@ -240,10 +264,17 @@ _abandon = threading.Event()  # run_many is ending its jobs: start nothing new
 T = TypeVar("T")
 
 
-def _kill(running: object) -> None:
+def _kill(running: subprocess.Popen) -> None:
+    """End a command: its whole process group when it leads one (a wrapper script's
+    children too), else the process alone."""
+    if running.poll() is not None:
+        return
     try:
-        running.kill()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 (it may have ended on its own meanwhile)
+        if os.getpgid(running.pid) == running.pid:
+            os.killpg(running.pid, signal.SIGKILL)
+        else:
+            running.kill()
+    except OSError:  # it ended on its own meanwhile
         pass
 
 
@@ -343,12 +374,14 @@ class Watch:
 def watching(argv: Sequence[str]) -> Iterator[Watch]:
     """Run argv in the background while the block runs; ended on every path."""
     argv = tuple(os.fsdecode(a) for a in argv)
-    proc = _start(argv, "watch", None, None, stdin=subprocess.DEVNULL)
     lines: list[str] = []
-    readers = [_reader(proc.stdout, _and_segments(lambda _chunk: None, lines.append, r"\n")),
-               _reader(proc.stderr, lambda _chunk: None)]  # fmt: skip
-    try:
-        yield Watch(lines, proc)
-    finally:
-        _kill(proc)
-        _wait(proc, readers)
+    with _started(argv, "watch", None, None, subprocess.DEVNULL) as proc:
+        readers = [_reader(proc.stdout, _and_segments(lambda _chunk: None, lines.append,
+                                                      r"\n")),
+                   _reader(proc.stderr, lambda _chunk: None)]  # fmt: skip
+        try:
+            yield Watch(lines, proc)
+        finally:
+            _kill(proc)
+            proc.wait()
+    _drain(readers)

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import state
+from .config import DEFAULT_STOP_TIMEOUT  # for a record that names no stop timeout
 from .errors import KlinkSyncError, LockedError, RestartFailed, RunFailed, UsageError
-from .stack import Stack, thaw
+from .stack import Stack, finish_stop, thaw
 
 log = logging.getLogger(__name__)
+
+# s: a stop the dead run began may go on in Docker this long past its timeout (a record
+# younger than that: the stop is finished first, or the start would come before its end)
+STOP_GRACE = 30
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recove
     log.warning("%s and did not start %s again: starting them now", hold.describe(),
                 ", ".join(hold.services) or "anything")  # fmt: skip
     if hold.services:
+        age = state.age_seconds(hold)
+        if age is None or age < hold.stop_timeout + STOP_GRACE:
+            finish_stop(stack, hold.stop_timeout or DEFAULT_STOP_TIMEOUT)
         stack.start(hold.services)
         down, _ = stack.wait_running(hold.services, start_timeout)
         if down:

@@ -259,6 +259,7 @@ class _SignalGuard:
     def __init__(self) -> None:
         self.deferring = False
         self.received: list[str] = []
+        self.until = "the stack is started again"  # what a noted signal waits for
 
     def __call__(self, signum: int, _frame: object) -> None:
         """Noted even when it raises: Python swallows an exception raised while a weakref
@@ -268,15 +269,16 @@ class _SignalGuard:
         self.received.append(name)
         if not self.deferring:
             raise Interrupted(f"interrupted by {name}")
+        log.warning("signal %s received: ending once %s", name, self.until)
 
     @contextmanager
     def noting(self) -> Iterator[None]:
         """Signals are only noted while the block runs, and raised at its end: a command
         Docker goes on carrying out after its client is killed (a stop) is let finish, or a
         start sent after it would find the containers still stopping, and they end down."""
-        self.deferring = True
+        self.deferring, self.until = True, "the stop under way has finished"
         yield
-        self.deferring = False
+        self.deferring, self.until = False, "the stack is started again"
         if self.received:
             raise Interrupted(f"interrupted by {self.received[0]}")
 
@@ -338,7 +340,7 @@ def stopped_stack(
     failed = False
     window.hold = state.Hold(str(stack.folder), tuple(stack.compose),
                              tuple(map(str, stack.compose_files)), tuple(running), state.STOPPED,
-                             os.getpid(), state.now())  # fmt: skip
+                             os.getpid(), state.now(), stop_timeout=stop_timeout)  # fmt: skip
     state.record(window.hold)  # before the stop: a killed run's successor starts them
     with signals_raise() as guard:
         try:
@@ -357,6 +359,8 @@ def stopped_stack(
             if failed and not window.restart_on_error:
                 log.error("leaving the stack stopped: its data is half restored")
             else:
+                if "stop_end" not in times:
+                    finish_stop(stack, stop_timeout)
                 if not failed and window.on_start is not None:
                     window.on_start()
                 window.running_after = _start_again(
@@ -366,6 +370,18 @@ def stopped_stack(
             times["start_end"] = time.time()
         if guard.received:
             raise Interrupted(f"interrupted by {guard.received[0]} (the stack is back up)")
+
+
+def finish_stop(stack: Stack, stop_timeout: int) -> None:
+    """A stop whose client died (systemd's SIGTERM reaches it too) or failed goes on in
+    Docker: a start sent now finds the containers still running, and they go down after
+    it. A stop of our own waits for the one under way; its failure is only logged (the
+    start that follows says what is down)."""
+    log.warning("the stop did not finish: letting Docker finish it before the start")
+    try:
+        stack.stop(stop_timeout)
+    except KlinkSyncError as exc:
+        log.warning("%s", exc)
 
 
 def _start_again(

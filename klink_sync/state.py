@@ -5,6 +5,7 @@ without following symlinks, so a killed run's successor finds and releases what 
 
 from __future__ import annotations
 
+import calendar
 import errno
 import hashlib
 import json
@@ -42,6 +43,7 @@ class Hold:
     since: str  # UTC
     snapshot: str = ""  # the snapshot a restore was putting back
     containers: tuple[str, ...] = ()  # PAUSED: the container ids it froze
+    stop_timeout: int = 0  # STOPPED: the stop's timeout (Docker may still be stopping)
 
     def describe(self) -> str:
         what = {STOPPED: "stopped", PAUSED: "froze (docker pause)"}.get(
@@ -187,9 +189,26 @@ def _read_hold(path: Path) -> Hold | None:
             return Hold(**{**data, "compose": tuple(data["compose"]),
                            "compose_files": tuple(data["compose_files"]),
                            "services": tuple(data["services"]),
-                           "containers": tuple(data.get("containers", ()))})  # fmt: skip
+                           "containers": tuple(data.get("containers", ())),
+                           "stop_timeout": _bounded(data.get("stop_timeout", 0))})  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{path}: cannot read klink-sync's record ({exc})") from None
+
+
+def _bounded(seconds: object) -> int:
+    """A stop timeout from a record (data, not an order): a whole number of seconds, at
+    most an hour."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise ValueError(f"stop_timeout {seconds!r} is not a number of seconds")
+    return min(seconds, 3600)
+
+
+def age_seconds(hold: Hold) -> float | None:
+    """How long ago the hold was recorded (None: its time cannot be read)."""
+    try:
+        return time.time() - calendar.timegm(time.strptime(hold.since, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return None
 
 
 def now() -> str:

@@ -108,3 +108,52 @@ def test_ctrl_c_at_the_terminal_does_not_cut_the_restart_short(tmp_path, klink_e
     assert proc.returncode == 1, proc.stderr
     assert "interrupted by SIGINT (the stack is back up)" in error_line(proc.stderr)
     assert running(klink_env) == ALL
+
+
+# Docker goes on stopping containers after its client dies: the stand-in's stop, killed
+# as systemd's SIGTERM to the unit (klink-sync and its compose client alike) or SIGKILL
+# kills it, leaves a 'daemon' behind that takes the services down a moment later; a stop
+# called meanwhile waits for that one to finish, as Docker's does.
+IN_FLIGHT_STOP = (
+    '[ -e "$FAKE_COMPOSE_STATE.once" ] && exit 0; touch "$FAKE_COMPOSE_STATE.once" '
+    '"$FAKE_COMPOSE_STATE.stopping"; '
+    '(sleep 1.5; : > "$FAKE_COMPOSE_STATE"; rm "$FAKE_COMPOSE_STATE.stopping") '
+    '</dev/null >/dev/null 2>&1 & '
+    "kill -{sig} $FAKE_COMPOSE_CALLER; kill -{sig} $PPID"
+)
+
+
+def _until_the_stop_ended(env: dict) -> None:
+    deadline = time.monotonic() + 10
+    while Path(env["FAKE_COMPOSE_STATE"] + ".stopping").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.2)
+
+
+def test_a_stop_killed_with_the_run_is_finished_before_the_start(tmp_path, klink_env):
+    """systemd's SIGTERM reaches the compose client too: its stop goes on in Docker after
+    it died, and a start sent at once found the containers still running; they then went
+    down, the record of what to start cleared."""
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    env = {**klink_env, "FAKE_COMPOSE_ON_STOP": IN_FLIGHT_STOP.format(sig="TERM")}
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup", env=env,
+                   check=None)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "SIGTERM" in error_line(proc.stderr) or "stop" in error_line(proc.stderr)
+    _until_the_stop_ended(klink_env)
+    assert running(klink_env) == ALL
+    assert "signal SIGTERM received" in proc.stderr  # said at once, not only at the end
+
+
+def test_recover_finishes_a_stop_a_killed_run_left_under_way(tmp_path, klink_env):
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    env = {**klink_env, "FAKE_COMPOSE_ON_STOP": IN_FLIGHT_STOP.format(sig="KILL")}
+    run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup", env=env,
+            check=-9)  # fmt: skip
+    proc = run_cli("recover", env=klink_env)
+    assert "started again" in proc.stdout + proc.stderr
+    _until_the_stop_ended(klink_env)
+    assert running(klink_env) == ALL

@@ -505,3 +505,28 @@ def test_dotenv_lines_end_at_newlines_only(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_bytes("PW=ab\x0ccd\u2028ef\r\nNEXT=1\n".encode())
     assert _read_env_file(env, {}) == {"PW": "ab\x0ccd\u2028ef", "NEXT": "1"}
+
+
+def test_a_secret_is_also_known_as_written_before_interpolation(tmp_path: Path) -> None:
+    """Compose names a value it cannot interpolate as written in the file: that text is
+    masked too (it holds the password), a bare reference is not."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "docker-compose.yml").write_text(
+        "services:\n  db:\n    image: mariadb\n    environment:\n"
+        "      MYSQL_ROOT_PASSWORD: ${DB_ROOT_PASSWORD}\n    volumes: [./db:/var/lib/mysql]\n")
+    (folder / "db").mkdir()
+    (folder / ".env").write_text("DB_ROOT_PASSWORD=Sup3rS3cret${oops}x\nDB_PASSWORD=${X}\n")
+    deployment = load_deployment(folder)
+    assert "Sup3rS3cret${oops}x" in deployment.secrets
+    assert "Sup3rS3cretx" in deployment.secrets and "${X}" not in deployment.secrets
+
+
+def test_dotenv_carriage_returns_read_as_compose_reads_them(tmp_path: Path) -> None:
+    """Checked against `docker compose config`: a lone CR does not end a line, and a
+    quoted value spanning CRLF lines keeps them."""
+    from klink_sync.compose import _read_env_file
+
+    env = tmp_path / ".env"
+    env.write_bytes(b'A1=one\rA2=two\nA7="multi\r\nline"\r\nA8=x\r\n')
+    assert _read_env_file(env, {}) == {"A1": "one\rA2=two", "A7": "multi\r\nline", "A8": "x"}

@@ -139,3 +139,80 @@ def test_a_command_ended_by_a_signal_is_reaped_before_the_run_goes_on(monkeypatc
     finally:
         signal.signal(signal.SIGALRM, previous)
     assert not os.path.exists(f"/proc/{procs[0].pid}")
+
+
+def _on_a_terminal(code: str) -> str:
+    """What a Python child prints when it runs `code` on a terminal of its own (a pty as
+    its controlling terminal, as an admin's shell has)."""
+    import pty
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: never back into pytest
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    return out.decode()
+
+
+@pytest.mark.parametrize("terminal, seen", [(False, "refused"), (True, "opened")])
+def test_only_a_hook_may_ask_at_the_terminal(terminal, seen):
+    """A tool's prompt (ssh's unknown host key) in a background group of the terminal
+    would stop the run for good (SIGTTIN): a tool runs without a terminal, its prompt fails
+    at once; an admin's hook shares klink-sync's and may ask."""
+    code = ("from klink_sync import process; print(process.run(['sh', '-c', "
+            "'(exec 3</dev/tty) 2>/dev/null && echo opened || echo refused'], "
+            f"terminal={terminal}).stdout)")  # fmt: skip
+    assert seen in _on_a_terminal(code)
+
+
+def test_an_ended_command_takes_its_children_with_it(tmp_path):
+    """A wrapper script (a compose or rsync stand-in, a hook) ends with its children: none
+    goes on writing after klink-sync gave up on it."""
+    import signal
+
+    marker = tmp_path / "child-wrote"
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            process.run(["sh", "-c", f"(sleep 1; touch {marker}) & wait"])
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    time.sleep(1.5)
+    assert not marker.exists()
+
+
+def test_a_signal_as_the_command_starts_ends_it(monkeypatch):
+    """Between the start and the wait (the output's threads being made) a signal must
+    end the command too, not leave it running unwatched."""
+    started, procs = process._start, []
+    monkeypatch.setattr(process, "_start", lambda *a, **k: procs.append(started(*a, **k))
+                        or procs[-1])  # fmt: skip
+
+    def signal_arrives(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(process, "_reader", signal_arrives)
+    with pytest.raises(KeyboardInterrupt):
+        process.run(["sleep", "5"])
+    assert procs[0].returncode is not None and not os.path.exists(f"/proc/{procs[0].pid}")
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def test_a_secret_is_masked_as_a_tool_quotes_it():
+    """Compose quotes a bad .env value Go's way: the escaped form is the secret too."""
+    process.add_secrets(['Sup3r"S3cret\\x'])
+    assert process.mask('Invalid template: "Sup3r\\"S3cret\\\\x"') == \
+        'Invalid template: "*****"'
