@@ -57,7 +57,7 @@ def run_hooks(event: str, commands: Sequence[Command], values: Mapping[str, str]
         argv = hook_argv(command)
         log.info("%s hook: %s", event, process.show(argv))
         try:
-            result = process.run(argv, env=env, terminal=True)  # the admin's: it may ask
+            result = process.run(argv, env=env)
         except process.CommandFailed as exc:
             raise HookFailed(f"{event} hook failed: {exc}") from None
         for line in result.stdout.splitlines():

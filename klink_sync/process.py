@@ -63,11 +63,39 @@ class Result:
 
 def add_secrets(values: Iterable[str]) -> None:
     """Register values that must never appear in logs or messages, in every form a tool
-    may quote them in: as they are, and escaped as a quoted string (Compose quotes a bad
-    value Go's way, `"a\\"b"`, which JSON's escapes match for what a password holds)."""
+    may quote them in: as they are, escaped as JSON writes a string, and as Go quotes one
+    (Compose's `Invalid template: "..."`)."""
     for value in values:
         if value:
-            _secrets.update({value, json.dumps(value, ensure_ascii=False)[1:-1]})
+            _secrets.update({value, json.dumps(value, ensure_ascii=False)[1:-1],
+                             go_quoted(value)})  # fmt: skip
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}  # fmt: skip
+
+
+def go_quoted(value: str) -> str:
+    """value as Go's strconv.Quote writes it, without the quotes: what Go does not count
+    as printable (letters, marks, numbers, punctuation, symbols, the ASCII space) is
+    escaped, \\xNN below U+0080 and for a byte that is not UTF-8, else \\uNNNN or
+    \\UNNNNNNNN."""
+    import unicodedata
+
+    out = []
+    for char in value:
+        code = ord(char)
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char == " " or unicodedata.category(char)[0] in "LMNPS":
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
 
 
 def mask(text: str) -> str:
@@ -92,14 +120,12 @@ def run(
     on_output: Callable[[str], None] | None = None,
     input: bytes | None = None,
     on_stderr: Callable[[str], None] | None = None,
-    terminal: bool = False,
 ) -> Result:
     """Run argv (never through a shell); raise CommandFailed unless its exit code is ok.
     `input`: its standard input (else end of file); `on_output`: each line (or \\r-ended
     progress update) of its standard output as it comes; `on_stderr`: each line of its
     standard error as it comes (a log whose timing matters). Both are kept whole in the
-    Result. `terminal`: the command shares klink-sync's terminal and may ask the user
-    something there (an admin's hook); else it runs in a session of its own."""
+    Result."""
     argv = tuple(os.fsdecode(a) for a in argv)
     if _abandon.is_set():
         raise CommandFailed(f"{show(argv[:2])}: not started, the run is ending")
@@ -118,7 +144,7 @@ def run(
         takers[0] = _and_segments(collect, on_output, r"[\r\n]")
     if on_stderr is not None:
         takers[1] = _and_segments(collect_err, on_stderr, r"\n")
-    with _started(argv, "run", cwd, env, stdin, terminal) as proc:
+    with _started(argv, "run", cwd, env, stdin) as proc:
         readers = [_reader(proc.stdout, takers[0]), _reader(proc.stderr, takers[1])]
         if input:
             readers.append(_writer(proc, input))
@@ -145,16 +171,16 @@ def _and_segments(keep: Callable[[str], None], each: Callable[[str], None], ends
 
 
 def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
-           env: Mapping[str, str] | None, stdin: int, terminal: bool = False
-           ) -> subprocess.Popen:  # fmt: skip
+           env: Mapping[str, str] | None, stdin: int) -> subprocess.Popen:
     """argv started with its output piped (the command line logged, secrets masked). In a
     folder (`cwd`) it is told where it is (PWD), as a shell tells it: a Go program (restic)
     otherwise stats its way back to its folder for every relative path it reads.
 
-    Unless `terminal`, in a session of its own: a Ctrl-C at the terminal is klink-sync's
-    to act on (a `compose start` of the restart is not cut short under it), a prompt
-    (ssh's unknown host key) fails at once instead of waiting for an answer no one sees,
-    and the whole command, its children too, can be ended as one group."""
+    In a session of its own, hooks too: a Ctrl-C at the terminal is klink-sync's to act
+    on (a `compose start` of the restart is not cut short under it), a prompt (ssh's
+    unknown host key, a hook asking) fails at once instead of waiting for an answer no one
+    sees, the whole command, its children too, can be ended as one group, and its own
+    `kill 0` (a script ending its children) ends that group, never klink-sync."""
     log.debug("%s: %s", how, show(argv))
     environment = dict(env if env is not None else os.environ)
     if cwd is not None:
@@ -162,7 +188,7 @@ def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
     try:
         return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=cwd, env=environment,
-                                start_new_session=not terminal)  # fmt: skip
+                                start_new_session=True)  # fmt: skip
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and exc.filename == argv[0]:
             raise CommandFailed(f"command not found: {argv[0]}") from None
@@ -172,11 +198,10 @@ def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
 
 @contextmanager
 def _started(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
-             env: Mapping[str, str] | None, stdin: int, terminal: bool = False
-             ) -> Iterator[subprocess.Popen]:  # fmt: skip
+             env: Mapping[str, str] | None, stdin: int) -> Iterator[subprocess.Popen]:
     """A started command, listed for run_many while the block runs; a signal (or any
     error) from its start on ends it, its children too, and reaps it."""
-    proc = _start(argv, how, cwd, env, stdin, terminal)
+    proc = _start(argv, how, cwd, env, stdin)
     _live[id(proc)] = proc
     try:
         if _abandon.is_set():  # run_many ended the others while this one was starting

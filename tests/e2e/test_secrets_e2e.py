@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli
 
 PASSWORDS = ("s3cret-db-pass-7f3a", "s3cret-root-pass-91bc")
@@ -47,3 +49,30 @@ def test_no_secret_in_any_output_log_manifest_or_metrics(sample_stack, compose_c
     assert leaks == []
     assert "klink_sync_last_run_success" in texts["metrics"]
     assert Path(dest / "latest").is_symlink()
+
+
+# Compose quotes a bad value Go's way (strconv.Quote): a character Go does not count as
+# printable is escaped in a form of its own (\u00a0, \v, \a, \x7f), never as JSON writes it
+GO_ESCAPED = ("\u00a0", "\v", "\a", "\x7f", "\x01", "\u2028", "\ue000")
+
+
+@pytest.mark.parametrize("odd", GO_ESCAPED, ids=[f"U+{ord(c):04X}" for c in GO_ESCAPED])
+def test_a_password_compose_refuses_is_masked_as_compose_quotes_it(compose_cmd, tmp_path, odd):
+    """The compose client refuses the .env before it asks Docker anything: its error, the
+    run's error line and the on_failure hook's KLINK_SYNC_ERROR show no part of it."""
+    folder = tmp_path / "k-link"
+    (folder / "storage/database").mkdir(parents=True)
+    (folder / "docker-compose.yml").write_text(
+        "services:\n  database:\n    image: klink-sample/database\n"
+        "    volumes: ['./storage/database:/var/lib/mysql']\n"
+        "    environment:\n      MARIADB_ROOT_PASSWORD: ${DB_ROOT_PASSWORD}\n")  # fmt: skip
+    (folder / ".env").write_text(f'DB_ROOT_PASSWORD="Zq9{odd}Lm4PwX${{x"\n')
+    seen = tmp_path / "hook-saw"
+    config = tmp_path / "config.yml"
+    config.write_text("hooks:\n  shell: true\n"
+                      f"  on_failure: ['printf %s \"$KLINK_SYNC_ERROR\" > {seen}']\n")  # fmt: skip
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup", "--config",
+                   config, "-v", env={"KLINK_SYNC_COMPOSE": compose_cmd}, check=None)  # fmt: skip
+    said = proc.stdout + proc.stderr + seen.read_text()
+    assert proc.returncode != 0 and "Invalid template" in said, said
+    assert "Lm4PwX" not in said and "*****" in said, said

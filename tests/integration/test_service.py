@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -412,6 +413,28 @@ def test_a_failing_before_hook_leaves_the_stack_untouched(folder, tmp_path, klin
     failed = _dumped(tmp_path / "on_failure.json")
     assert failed["KLINK_SYNC_STATUS"] == "failed"
     assert failed["KLINK_SYNC_ERROR"].startswith("before hook failed: sh -c")
+
+
+def test_a_hook_that_kills_its_process_group_leaves_klink_sync_to_report(
+    folder, tmp_path, klink_env
+):
+    """`trap 'kill 0' EXIT` (a script ending its children) kills the hook's own group:
+    klink-sync, started as a service is (a session of its own), still reports the
+    failure: its error line, exit 1, the metrics."""
+    set_running(klink_env, ALL)
+    metrics = tmp_path / "klink-sync.prom"
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "dest": str(tmp_path / "backup"), "metrics_file": str(metrics),
+        "hooks": {"before": [["sh", "-c", "exit 3"]],
+                  "on_failure": [["sh", "-c", "trap 'kill 0' EXIT; true"]]}}))  # fmt: skip
+    proc = subprocess.run([KLINK_SYNC, "hot-cold", "--folder", folder, "--config", config],
+                          env={**os.environ, **klink_env}, capture_output=True, text=True,
+                          timeout=120, start_new_session=True)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "error: before hook failed: sh -c" in proc.stderr
+    assert re.search(r"^klink_sync_last_run_success\{[^}]*\} 0$", metrics.read_text(), re.M)
+    assert running(klink_env) == ALL
 
 
 def test_a_failing_after_hook_fails_the_run_and_keeps_the_snapshot(folder, tmp_path, klink_env):

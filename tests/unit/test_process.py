@@ -163,15 +163,13 @@ def _on_a_terminal(code: str) -> str:
     return out.decode()
 
 
-@pytest.mark.parametrize("terminal, seen", [(False, "refused"), (True, "opened")])
-def test_only_a_hook_may_ask_at_the_terminal(terminal, seen):
-    """A tool's prompt (ssh's unknown host key) in a background group of the terminal
-    would stop the run for good (SIGTTIN): a tool runs without a terminal, its prompt fails
-    at once; an admin's hook shares klink-sync's and may ask."""
+def test_no_command_asks_at_the_terminal():
+    """A prompt (ssh's unknown host key, a hook asking) in a background group of the
+    terminal would stop the run for good (SIGTTIN): every command, a hook too, runs
+    without a terminal, and its prompt fails at once."""
     code = ("from klink_sync import process; print(process.run(['sh', '-c', "
-            "'(exec 3</dev/tty) 2>/dev/null && echo opened || echo refused'], "
-            f"terminal={terminal}).stdout)")  # fmt: skip
-    assert seen in _on_a_terminal(code)
+            "'(exec 3</dev/tty) 2>/dev/null && echo opened || echo refused']).stdout)")
+    assert "refused" in _on_a_terminal(code)
 
 
 def test_an_ended_command_takes_its_children_with_it(tmp_path):
@@ -216,3 +214,16 @@ def test_a_secret_is_masked_as_a_tool_quotes_it():
     process.add_secrets(['Sup3r"S3cret\\x'])
     assert process.mask('Invalid template: "Sup3r\\"S3cret\\\\x"') == \
         'Invalid template: "*****"'
+
+
+@pytest.mark.parametrize("value, quoted", [
+    ("Zq9\u00a0Lm4", "Zq9\\u00a0Lm4"), ("a\vb\ac", "a\\vb\\ac"), ("x\x7fy\x01", "x\\x7fy\\x01"),
+    ("p\u2028q\ue000", "p\\u2028q\\ue000"), ("\U0010fffd", "\\U0010fffd"),
+    ('q"\\ é€😀 ok', 'q\\"\\\\ é€😀 ok'), ("bad\udcff", "bad\\xff"),
+])  # fmt: skip
+def test_a_secret_is_masked_as_go_quotes_it(value, quoted):
+    """Go's strconv.Quote, as Compose quotes a value it refuses (`Invalid template:
+    "..."`; the e2e test and `docker compose config` show the same forms)."""
+    assert process.go_quoted(value) == quoted
+    process.add_secrets([value])
+    assert process.mask(f'Invalid template: "{quoted}"') == 'Invalid template: "*****"'
