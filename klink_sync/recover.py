@@ -17,7 +17,7 @@ from .stack import Stack, finish_stop, thaw
 
 log = logging.getLogger(__name__)
 
-# s: a stop the dead run began may go on in Docker this long past its timeout (a record
+# s: a stop the dead run began may go on in Docker this long past its timeouts (a record
 # younger than that: the stop is finished first, or the start would come before its end)
 STOP_GRACE = 30
 
@@ -60,8 +60,7 @@ def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recove
     log.warning("%s and did not start %s again: starting them now", hold.describe(),
                 ", ".join(hold.services) or "anything")  # fmt: skip
     if hold.services:
-        age = state.age_seconds(hold)
-        if age is None or age < hold.stop_timeout + STOP_GRACE:
+        if _stop_may_go_on(hold):
             finish_stop(stack, hold.stop_timeout or DEFAULT_STOP_TIMEOUT)
         stack.start(hold.services)
         down, _ = stack.wait_running(hold.services, start_timeout)
@@ -71,6 +70,17 @@ def recover(stack: Stack, start_timeout: float, restore: bool = False) -> Recove
                                 f"{stack.start_command(hold.services)}")  # fmt: skip
     state.clear(stack.folder)
     return Recovered(hold.services)
+
+
+def _stop_may_go_on(hold: state.Hold) -> bool:
+    """The dead run's stop may still be under way in Docker: the run did not see it end,
+    and Compose, stopping one level of depends_on after another, each for up to the
+    timeout, could still be at it (a level a service at most)."""
+    if hold.stop_ended:
+        return False
+    age = state.age_seconds(hold)
+    longest = (hold.stop_timeout or DEFAULT_STOP_TIMEOUT) * max(1, len(hold.services))
+    return age is None or age < longest + STOP_GRACE
 
 
 def recover_all(start_timeout: float, compose_commands: Sequence[Sequence[str]]

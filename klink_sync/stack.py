@@ -348,7 +348,9 @@ def stopped_stack(
             log.info("stopping the stack (timeout %ss)", stop_timeout)
             with guard.noting():
                 stack.stop(stop_timeout)
-            times["stop_end"] = time.time()
+                times["stop_end"] = time.time()  # a signal noted now: the stop did end
+                window.hold = replace(window.hold, stop_ended=True)
+                state.record(window.hold, durable=False)
             yield window
         except BaseException:
             failed = True

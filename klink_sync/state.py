@@ -44,6 +44,7 @@ class Hold:
     snapshot: str = ""  # the snapshot a restore was putting back
     containers: tuple[str, ...] = ()  # PAUSED: the container ids it froze
     stop_timeout: int = 0  # STOPPED: the stop's timeout (Docker may still be stopping)
+    stop_ended: bool = False  # STOPPED: the run saw its stop end (none goes on in Docker)
 
     def describe(self) -> str:
         what = {STOPPED: "stopped", PAUSED: "froze (docker pause)"}.get(
@@ -135,17 +136,22 @@ def _hold_path(folder: Path | str) -> Path:
     return _private_dir("holds") / f"{_key(folder)}.json"
 
 
-def record(hold: Hold) -> None:
-    """Written, fsynced and renamed into place before the services are touched."""
+def record(hold: Hold, durable: bool = True) -> None:
+    """Written, fsynced and renamed into place before the services are touched. Not
+    `durable`: a note inside the downtime that costs no wait for the disk (lost in a power
+    cut, the record before it stands, and says no less than is safe)."""
     path = _hold_path(hold.folder)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, json.dumps(asdict(hold), indent=2).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dirfd)
@@ -190,7 +196,8 @@ def _read_hold(path: Path) -> Hold | None:
                            "compose_files": tuple(data["compose_files"]),
                            "services": tuple(data["services"]),
                            "containers": tuple(data.get("containers", ())),
-                           "stop_timeout": _bounded(data.get("stop_timeout", 0))})  # fmt: skip
+                           "stop_timeout": _bounded(data.get("stop_timeout", 0)),
+                           "stop_ended": _flag(data.get("stop_ended", False))})  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{path}: cannot read klink-sync's record ({exc})") from None
 
@@ -201,6 +208,12 @@ def _bounded(seconds: object) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
         raise ValueError(f"stop_timeout {seconds!r} is not a number of seconds")
     return min(seconds, 3600)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"stop_ended {value!r} is not true or false")
+    return value
 
 
 def age_seconds(hold: Hold) -> float | None:

@@ -8,9 +8,10 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
-from tests.conftest import KLINK_SYNC, run_cli
+from tests.conftest import KLINK_SYNC, ROOT, run_cli
 from tests.integration.test_hot_cold import ALL, latest, make_deployment, running, set_running
 
 KILL_AT_STOP = "kill -KILL $FAKE_COMPOSE_CALLER; sleep 1"
@@ -156,3 +157,49 @@ def test_recover_obeys_no_command_a_record_names_and_goes_on_after_a_bad_one(tmp
         planted.unlink()
     assert not pwned.exists() and "not one klink-sync uses" in proc.stderr
     assert f"{folder}: started again" in proc.stdout and running(klink_env) == ALL
+
+
+def test_recover_leaves_alone_a_stop_the_dead_run_saw_end(tmp_path, klink_env):
+    """Review: a run killed in its restart (the stop long over, the services started)
+    made recover stop them all again before starting them: a needless outage."""
+    klink_env = _own_state(tmp_path, klink_env)
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, ALL)
+    started_then_killed = ('printf "database\\nengine\\nkbox\\n" > "$FAKE_COMPOSE_STATE"; '
+                           "kill -KILL $FAKE_COMPOSE_CALLER; sleep 1")  # fmt: skip
+    proc = run_cli("hot-cold", "--folder", folder, "--dest", tmp_path / "backup", check=None,
+                   env={**klink_env, "FAKE_COMPOSE_ON_START": started_then_killed})  # fmt: skip
+    assert proc.returncode == -9 and running(klink_env) == ALL
+    before = len(Path(klink_env["FAKE_COMPOSE_LOG"]).read_text().splitlines())
+    assert "started again" in run_cli("recover", env=klink_env).stdout
+    assert " stop " not in " ".join(Path(klink_env["FAKE_COMPOSE_LOG"]).read_text()
+                                    .splitlines()[before:]) + " "  # fmt: skip
+    assert running(klink_env) == ALL
+
+
+def test_recover_waits_for_a_stop_through_every_level_of_the_stack(tmp_path, klink_env):
+    """Review: Compose stops one level of depends_on after another, each up to the stop
+    timeout; a stop left under way is finished while the record is younger than that
+    many timeouts (one a service), not just one."""
+    from klink_sync import state
+
+    klink_env = _own_state(tmp_path, klink_env)
+    folder = make_deployment(tmp_path)
+    set_running(klink_env, [])  # the dead run's stop, still under way in Docker, took them
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 100))
+    hold = state.Hold(str(folder), (str(ROOT / "tests/integration/fake-compose"),),
+                      (str(folder / "docker-compose.yml"),), tuple(ALL), state.STOPPED, 1,
+                      since, stop_timeout=60)  # fmt: skip
+    os.environ[state.STATE_ENV], saved = klink_env["KLINK_SYNC_STATE_DIR"], os.environ.get(
+        state.STATE_ENV)  # fmt: skip
+    try:
+        state.record(hold)
+    finally:
+        os.environ.pop(state.STATE_ENV)
+        if saved is not None:
+            os.environ[state.STATE_ENV] = saved
+    run_cli("recover", env=klink_env)
+    calls = Path(klink_env["FAKE_COMPOSE_LOG"]).read_text().splitlines()
+    verbs = [v for c in calls for v in ("stop", "start") if f" {v} " in f" {c} "]
+    assert verbs == ["stop", "start"], calls  # the stop finished first, then the start
+    assert running(klink_env) == ALL

@@ -92,6 +92,9 @@ def test_a_signal_during_the_stop_waits_for_the_stop_before_starting(tmp_path, k
     starts = [i for i, call in enumerate(calls) if " start " in f" {call} "]
     assert starts and calls.index("stop-ended") < starts[0], calls
     assert running(klink_env) == ALL
+    # the stop ended well: no second one (it only added downtime, and a false warning)
+    assert len([call for call in calls if " stop " in f" {call} "]) == 1, calls
+    assert "the stop did not finish" not in proc.stderr
 
 
 def test_ctrl_c_at_the_terminal_does_not_cut_the_restart_short(tmp_path, klink_env):
