@@ -123,9 +123,20 @@ def load_deployment(
         project_name=_project_name(folder, env, merged.name),
         volumes=volumes,
         services=tuple(sorted(merged.services)),
-        secrets=frozenset(v for k, v in secret_pairs if _is_secret(k, v)),
+        secrets=_as_written_too({v for k, v in secret_pairs if _is_secret(k, v)}, dotenv, written),
         environments=environments,
     )
+
+
+def _as_written_too(secrets: set[str], dotenv: Mapping[str, str], written: Mapping[str, str]
+                    ) -> frozenset[str]:  # fmt: skip
+    """Compose quotes a value it cannot interpolate as written: a secret's `$` doubled,
+    and a .env line whose value a secret takes (`MYSQL_ROOT_PASSWORD: ${DB_ROOT}`) under a
+    name that does not look secret."""
+    doubled = {v.replace("$", "$$") for v in secrets if "$" in v}
+    named = {w for k, w in written.items()
+             if dotenv.get(k) in secrets and _REFERENCE.sub("", w).strip()}  # fmt: skip
+    return frozenset(secrets | doubled | named)
 
 
 def _env_file_values(paths: Sequence[Path], env: Mapping[str, str], written: dict[str, str]
@@ -488,6 +499,13 @@ def _project_name(folder: Path, env: Mapping[str, str], top_name: str | None) ->
     return normalised
 
 
+def _holds_secret(where: str) -> bool:
+    """A place (`FILE: line 3: DB_PASSWORD`, `FILE: services.db.environment...`) whose
+    value may be a secret: any environment, or a key that looks secret."""
+    place = where.rpartition(": ")[2].upper() if ": " in where else where.upper()
+    return "ENVIRONMENT" in place or any(w in place for w in SECRET_KEY_WORDS)
+
+
 def _is_secret(key: str, value: str) -> bool:
     upper = key.upper()
     return len(value) >= SECRET_MIN_LENGTH and any(w in upper for w in SECRET_KEY_WORDS)
@@ -586,7 +604,8 @@ def _substitute(body: str, env: Mapping[str, str], where: str, strict: bool) -> 
     if operator.endswith("+"):
         return _interpolate(argument, env, where, strict) if is_set else ""
     if not is_set:
-        detail = f": {argument}" if argument else ""
+        shown = argument and not _holds_secret(where)  # the text may be a piece of it
+        detail = f": {argument}" if shown else ""
         raise UsageError(f"{where}: required variable {name} is missing a value{detail}")
     return value
 

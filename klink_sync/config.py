@@ -19,6 +19,7 @@ from .models import VolumeClass
 from .notify import NOTIFY_EXAMPLE, Notify, check_notify
 from .offsite import OFFSITE_EXAMPLE, Offsite, check_offsite
 from .retention import Retention, check_rules
+from .state import MAX_STOP_TIMEOUT
 
 # A hook command: an argv tuple (run directly), or a string (run by /bin/sh -c, with shell: true).
 Command = tuple[str, ...] | str
@@ -146,7 +147,8 @@ OPTIONS: Mapping[str, Option] = MappingProxyType({option.key: option for option 
            "ssh's options for a remote `dest`, a list (`KLINK_SYNC_SSH` wins)",
            "#ssh_options: [-p, 2222, -i, /root/.ssh/klink-sync]"),
     Option("stop_timeout", int, DEFAULT_STOP_TIMEOUT,
-           "seconds the stack gets to stop cleanly (MariaDB) before Compose kills it"),
+           "seconds the stack gets to stop cleanly (MariaDB) before Compose kills it "
+           f"(at most {MAX_STOP_TIMEOUT})"),
     Option("start_timeout", int, DEFAULT_START_TIMEOUT,
            "seconds to wait for services (and healthchecks) again"),
     Option("volumes", list, (),
@@ -401,6 +403,8 @@ def _checked_values(problems: _Problems, values: dict[str, Any]) -> None:
     for key in ("stop_timeout", "start_timeout"):
         if values.get(key, 1) < 1:
             problems.add(key, "must be at least 1 second")
+    if values.get("stop_timeout", 1) > MAX_STOP_TIMEOUT:  # a dead run's record says no more
+        problems.add("stop_timeout", f"must be at most {MAX_STOP_TIMEOUT} seconds")
     for key in ("folder", "dest", "compose_command"):
         if key in values:
             _path_like(problems, key, values[key])

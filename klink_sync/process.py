@@ -9,7 +9,6 @@ than the work needs.
 from __future__ import annotations
 
 import codecs
-import json
 import logging
 import os
 import re
@@ -27,7 +26,7 @@ from .errors import KlinkSyncError
 
 log = logging.getLogger(__name__)
 
-_secrets: set[str] = set()
+_secrets: dict[str, re.Pattern] = {}  # each with the pattern of its printed forms
 MASK = "*****"
 # s: a command's output is read this long after it ended (a daemon it left holds the pipe)
 OUTPUT_GRACE = 2.0
@@ -66,41 +65,38 @@ def add_secrets(values: Iterable[str]) -> None:
     may quote them in: as they are, escaped as JSON writes a string, and as Go quotes one
     (Compose's `Invalid template: "..."`)."""
     for value in values:
-        if value:
-            _secrets.update({value, json.dumps(value, ensure_ascii=False)[1:-1],
-                             go_quoted(value)})  # fmt: skip
+        if value and value not in _secrets:
+            _secrets[value] = re.compile("".join(_char_pattern(char) for char in value))
 
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-               "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}  # fmt: skip
+# the escapes Go's strconv.Quote and JSON write for a character (besides \\xNN, \\uNNNN)
+_NAMED_ESCAPES = {"\a": ("\\a",), "\b": ("\\b",), "\f": ("\\f",), "\n": ("\\n",),
+                  "\r": ("\\r",), "\t": ("\\t",), "\v": ("\\v",), '"': ('\\"',),
+                  "\\": ("\\\\",), "/": ("\\/",)}  # fmt: skip
 
 
-def go_quoted(value: str) -> str:
-    """value as Go's strconv.Quote writes it, without the quotes: what Go does not count
-    as printable (letters, marks, numbers, punctuation, symbols, the ASCII space) is
-    escaped, \\xNN below U+0080 and for a byte that is not UTF-8, else \\uNNNN or
-    \\UNNNNNNNN."""
-    import unicodedata
-
-    out = []
-    for char in value:
-        code = ord(char)
-        if char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char == " " or unicodedata.category(char)[0] in "LMNPS":
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
+def _char_pattern(char: str) -> str:
+    """One character of a secret as a tool may print it: as is, or escaped by name or by
+    code (Go escapes what its Unicode tables call unprintable, and those tables are not
+    Python's: any character may come either way)."""
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+        forms = {f"\\x{code - 0xDC00:02x}"}
+    else:
+        hexes = [f"\\u{code:04x}", f"\\U{code:08x}"]
+        if code < 0x100:
+            hexes.append(f"\\x{code:02x}")
+        if code > 0xFFFF:  # JSON's surrogate pair
+            high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+            hexes.append(f"\\u{high:04x}\\u{low:04x}")
+        hexes += [h[:2] + h[2:].upper() for h in hexes]  # some tools write the digits upper
+        forms = {char, *_NAMED_ESCAPES.get(char, ()), *hexes}
+    return "(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")"
 
 
 def mask(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        text = _secrets[secret].sub(MASK, text)
     return text
 
 

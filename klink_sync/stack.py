@@ -350,7 +350,7 @@ def stopped_stack(
                 stack.stop(stop_timeout)
                 times["stop_end"] = time.time()  # a signal noted now: the stop did end
                 window.hold = replace(window.hold, stop_ended=True)
-                state.record(window.hold, durable=False)
+                state.record(window.hold)
             yield window
         except BaseException:
             failed = True

@@ -28,6 +28,7 @@ DEFAULT_STATE_DIR = "/var/lib/klink-sync"
 STOPPED = "stopped"  # klink-sync stopped these services and must start them again
 RESTORING = "restoring"  # a restore is replacing the data: nothing may start or copy it
 PAUSED = "paused"  # klink-sync froze these containers (docker pause) and must thaw them
+MAX_STOP_TIMEOUT = 3600  # s: the most a config may give a stop, and a record may say
 
 
 @dataclass(frozen=True)
@@ -136,22 +137,21 @@ def _hold_path(folder: Path | str) -> Path:
     return _private_dir("holds") / f"{_key(folder)}.json"
 
 
-def record(hold: Hold, durable: bool = True) -> None:
-    """Written, fsynced and renamed into place before the services are touched. Not
-    `durable`: a note inside the downtime that costs no wait for the disk (lost in a power
-    cut, the record before it stands, and says no less than is safe)."""
+def record(hold: Hold) -> None:
+    """Written, fsynced and renamed into place before the services are touched (a record
+    renamed over another unsynced could be left empty by a power cut on some filesystems,
+    and then nothing says what to start)."""
     path = _hold_path(hold.folder)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, json.dumps(asdict(hold), indent=2).encode())
-        if durable:
-            os.fsync(fd)
+        data = json.dumps(asdict(hold), indent=2).encode()
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    if not durable:
-        return
     dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dirfd)
@@ -203,11 +203,11 @@ def _read_hold(path: Path) -> Hold | None:
 
 
 def _bounded(seconds: object) -> int:
-    """A stop timeout from a record (data, not an order): a whole number of seconds, at
-    most an hour."""
+    """A stop timeout from a record (data, not an order): a whole number of seconds, no
+    more than a config may set."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
         raise ValueError(f"stop_timeout {seconds!r} is not a number of seconds")
-    return min(seconds, 3600)
+    return min(seconds, MAX_STOP_TIMEOUT)
 
 
 def _flag(value: object) -> bool:

@@ -530,3 +530,35 @@ def test_dotenv_carriage_returns_read_as_compose_reads_them(tmp_path: Path) -> N
     env = tmp_path / ".env"
     env.write_bytes(b'A1=one\rA2=two\nA7="multi\r\nline"\r\nA8=x\r\n')
     assert _read_env_file(env, {}) == {"A1": "one\rA2=two", "A7": "multi\r\nline", "A8": "x"}
+
+
+def _site_with_env(tmp_path: Path, compose_env: str, dotenv: str) -> Path:
+    folder = tmp_path / "site"
+    (folder / "db").mkdir(parents=True)
+    (folder / "docker-compose.yml").write_text(
+        "services:\n  db:\n    image: mariadb\n    environment:\n"
+        f"      {compose_env}\n    volumes: [./db:/var/lib/mysql]\n")  # fmt: skip
+    (folder / ".env").write_text(dotenv)
+    return folder
+
+
+@pytest.mark.parametrize("compose_env, dotenv", [
+    ("MYSQL_ROOT_PASSWORD: ${DB_ROOT_PASSWORD}", 'DB_ROOT_PASSWORD="Zq9${NOPE:?Lm4PwXk7Vb2}"\n'),
+    ("MYSQL_ROOT_PASSWORD: Zq9${NOPE:?Lm4PwXk7Vb2}", ""),
+    ("- MYSQL_ROOT_PASSWORD=Zq9${NOPE:?Lm4PwXk7Vb2}", ""),
+])  # fmt: skip
+def test_a_required_variable_s_message_is_not_shown_where_a_secret_is_written(
+    tmp_path: Path, compose_env: str, dotenv: str
+) -> None:
+    """Review: `${NOPE:?text}` inside a password printed the text, a piece of it."""
+    folder = _site_with_env(tmp_path, compose_env, dotenv)
+    with pytest.raises(UsageError, match="required variable NOPE is missing a value") as caught:
+        load_deployment(folder)
+    assert "Lm4PwX" not in str(caught.value)
+
+
+def test_a_secret_written_with_doubled_dollars_is_known_as_written(tmp_path: Path) -> None:
+    """Review: a `$$` in the .env value of a key that does not look secret (the secret is
+    named so in the compose file): Compose prints the value as written."""
+    folder = _site_with_env(tmp_path, "MYSQL_ROOT_PASSWORD: ${DB_ROOT}", "DB_ROOT=Zq9$$Lm4PwX${x\n")
+    assert "Zq9$$Lm4PwX${x" in load_deployment(folder).secrets

@@ -154,6 +154,7 @@ def test_unknown_key_from_a_file(tmp_path: Path) -> None:
         ("stop_timeout", "30s", "must be a number"),
         ("stop_timeout", 1.5, "must be a number"),
         ("stop_timeout", True, "must be a number"),
+        ("stop_timeout", 7200, "must be at most 3600 seconds"),
         ("start_timeout", False, "must be a number"),
         ("dest", 5, "must be a string"),
         ("dest", ["/b"], "must be a string"),

@@ -14,12 +14,11 @@ def _hold(folder: str, **extra: object) -> state.Hold:
                       state.now(), **extra)  # fmt: skip
 
 
-@pytest.mark.parametrize("durable", [True, False])
-def test_the_stop_s_end_is_read_back_as_recorded(tmp_path, monkeypatch, durable):
+def test_the_stop_s_end_is_read_back_as_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("KLINK_SYNC_STATE_DIR", str(tmp_path / "state"))
     state.record(_hold(str(tmp_path), stop_timeout=30))
     assert state.held(tmp_path).stop_ended is False
-    state.record(_hold(str(tmp_path), stop_timeout=30, stop_ended=True), durable=durable)
+    state.record(_hold(str(tmp_path), stop_timeout=30, stop_ended=True))
     assert state.held(tmp_path) == _hold(str(tmp_path), stop_timeout=30, stop_ended=True)
 
 
