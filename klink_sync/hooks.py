@@ -51,17 +51,22 @@ def hook_env(values: Mapping[str, str], base: Mapping[str, str] | None = None) -
 
 
 def run_hooks(event: str, commands: Sequence[Command], values: Mapping[str, str]) -> None:
-    """Run each command in order; the first failure raises HookFailed."""
+    """Run each command in order; the first failure raises HookFailed. A signal (SIGTERM,
+    SIGINT, SIGHUP) ends the hook under way, children too (it runs in a session of its
+    own: nothing else would), and the run as interrupted, reported as any failure."""
+    from .stack import signals_raise
+
     env = hook_env(values)
-    for command in commands:
-        argv = hook_argv(command)
-        log.info("%s hook: %s", event, process.show(argv))
-        try:
-            result = process.run(argv, env=env)
-        except process.CommandFailed as exc:
-            raise HookFailed(f"{event} hook failed: {exc}") from None
-        for line in result.stdout.splitlines():
-            log.info("%s hook: %s", event, process.mask(line))
+    with signals_raise():
+        for command in commands:
+            argv = hook_argv(command)
+            log.info("%s hook: %s", event, process.show(argv))
+            try:
+                result = process.run(argv, env=env)
+            except process.CommandFailed as exc:
+                raise HookFailed(f"{event} hook failed: {exc}") from None
+            for line in result.stdout.splitlines():
+                log.info("%s hook: %s", event, process.mask(line))
 
 
 def ping(url: str | None, suffix: str = "") -> None:

@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import UsageError
 from .retention import Retention, check_rules, name_time
@@ -186,9 +186,16 @@ def restic_env(offsite: Offsite, base: Mapping[str, str], cache_dir: str
     env.update(extra)
     env.update(RESTIC_REPOSITORY=offsite.repository, RESTIC_PASSWORD_FILE=offsite.password_file,
                RESTIC_CACHE_DIR=cache_dir)  # fmt: skip
-    secrets = [password.decode("utf-8", "replace").strip()]
+    secrets = [password.decode("utf-8", "replace").strip(), *url_secrets(offsite.repository)]
     secrets += [v for k, v in extra.items() if _SECRET_NAME.search(k) and len(v) >= 4]
     return env, secrets
+
+
+def url_secrets(repository: str) -> list[str]:
+    """A password in the repository's URL (rest:https://user:PASSWORD@host/), as written
+    and decoded: restic quotes a URL it cannot parse (a raw `%`) whole."""
+    password = urlsplit(repository.partition(":")[2]).password or ""
+    return [p for p in {password, unquote(password)} if len(p) >= 4]  # shorter: ordinary text
 
 
 # --- command lines (pure) ------------------------------------------------------------------

@@ -57,7 +57,8 @@ def test_no_secret_in_any_output_log_manifest_or_metrics(sample_stack, compose_c
 GO_ESCAPED = ("\u00a0", "\v", "\a", "\x7f", "\x01", "\u2028", "\ue000", "\v\U0001f6dc")
 
 
-@pytest.mark.parametrize("odd", GO_ESCAPED, ids=["+".join(f"U{ord(c):04X}" for c in o) for o in GO_ESCAPED])
+@pytest.mark.parametrize("odd", GO_ESCAPED,
+                         ids=["+".join(f"U{ord(c):04X}" for c in o) for o in GO_ESCAPED])
 def test_a_password_compose_refuses_is_masked_as_compose_quotes_it(compose_cmd, tmp_path, odd):
     """The compose client refuses the .env before it asks Docker anything: its error, the
     run's error line and the on_failure hook's KLINK_SYNC_ERROR show no part of it."""

@@ -256,6 +256,23 @@ def test_an_unreachable_repository_fails_fast_in_one_line(tmp_path: Path, klink_
     assert "connection refused" in _one_line(proc)
 
 
+@pytest.mark.parametrize("password", ["Kq7%rT9wZx", "Kq7%41T9wZx"])
+def test_a_password_in_the_repository_url_is_never_shown(tmp_path: Path, klink_env: dict,
+                                                          password: str):  # fmt: skip
+    """Review: restic quoted a REST URL it could not parse (a raw `%`), password and all,
+    into the error line, the report and the hooks' KLINK_SYNC_ERROR."""
+    repository = f"rest:https://backup:{password}@127.0.0.1:{free_port()}/repo"
+    site = Site(tmp_path / "site", klink_env, repository)
+    seen = tmp_path / "hook-saw"
+    hook = f'printf %s "$KLINK_SYNC_ERROR" > {seen}'
+    site.write_config(hooks={"shell": True, "on_failure": [hook]})
+    runs = [site.cli("offsite", "init", "-v", check=None),
+            site.cli("hot-cold", "--json", "-v", check=None)]  # fmt: skip
+    said = "".join(r.stdout + r.stderr for r in runs) + seen.read_text()
+    assert [r.returncode for r in runs] == [1, 1], said
+    assert "T9wZx" not in said and "Kq7%" not in said and "KqA" not in said, said
+
+
 def test_a_backup_whose_push_fails_keeps_its_snapshot_and_the_stack_runs(
     tmp_path: Path, klink_env: dict
 ):

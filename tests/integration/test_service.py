@@ -437,6 +437,39 @@ def test_a_hook_that_kills_its_process_group_leaves_klink_sync_to_report(
     assert running(klink_env) == ALL
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_signal_during_a_hook_ends_the_hook_and_the_run_is_reported(
+    folder, tmp_path, klink_env, sig
+):
+    """Review: a hook runs in a session of its own; a SIGTERM to klink-sync (or a hang-up
+    of its terminal) during a hook left the hook running on its own, and the run ended
+    with no error line, no on_failure hook, no metrics."""
+    import signal
+
+    set_running(klink_env, ALL)
+    metrics, marker, started = (tmp_path / n for n in ("klink-sync.prom", "late", "began"))
+    config = tmp_path / "config.yml"
+    hook = f": > {started}; sleep 4; : > {marker}"
+    config.write_text(yaml.safe_dump({"dest": str(tmp_path / "backup"),
+                                      "metrics_file": str(metrics),
+                                      "hooks": {"shell": True, "before": [hook]}}))  # fmt: skip
+    proc = subprocess.Popen([KLINK_SYNC, "hot-cold", "--folder", folder, "--config", config],
+                            env={**os.environ, **klink_env}, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, stderr = proc.communicate(timeout=30)
+    time.sleep(5)  # the hook would have written its marker by now
+    assert not marker.exists(), "the hook went on after klink-sync ended"
+    assert proc.returncode == 1, stderr
+    assert f"interrupted by {sig}" in stderr
+    assert re.search(r"^klink_sync_last_run_success\{[^}]*\} 0$", metrics.read_text(), re.M)
+    assert running(klink_env) == ALL
+
+
 def test_a_failing_after_hook_fails_the_run_and_keeps_the_snapshot(folder, tmp_path, klink_env):
     set_running(klink_env, ALL)
     dest = tmp_path / "backup"
