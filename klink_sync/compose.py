@@ -115,7 +115,8 @@ def load_deployment(
                     for name, service in merged.services.items()}  # fmt: skip
     secret_pairs = [*dotenv.items(), *_env_file_values(service_env_files, env, written),
                     *(pair for environment in environments.values()
-                      for pair in environment.items())]  # fmt: skip
+                      for pair in environment.items()),
+                    *(("COMPOSE_SECRET", env.get(v, "")) for v in merged.secret_variables)]
     return Deployment(
         folder=folder,
         compose_files=files,
@@ -204,6 +205,7 @@ class _File:
     name: str | None  # top-level `name:`
     services: dict[str, _Service]
     volumes: dict[str, _VolumeDecl]
+    secret_variables: tuple[str, ...] = ()  # top-level `secrets: {x: {environment: VAR}}`
 
 
 # --- reading one file ------------------------------------------------------------------
@@ -247,7 +249,11 @@ def _parse_file(path: Path, folder: Path, env: Mapping[str, str], environ: Mappi
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise UsageError(f"{path}: name: must be a string, not {_kind(name)}")
-    return _File(name=name or None, services=parsed, volumes=decls)
+    secrets = data.get("secrets")
+    variables = tuple(str(d["environment"]) for d in (secrets or {}).values()
+                      if isinstance(d, dict) and d.get("environment") is not None
+                      ) if isinstance(secrets, dict) else ()  # fmt: skip
+    return _File(name=name or None, services=parsed, volumes=decls, secret_variables=variables)
 
 
 def read_utf8(path: Path, what: str = "") -> str:
@@ -444,7 +450,8 @@ def _merge(files: Sequence[_File]) -> _File:
         for key, new in file.services.items():
             old = services.get(key)
             services[key] = new if old is None else _merge_service(old, new)
-    return _File(name=name, services=services, volumes=volumes)
+    variables = tuple(dict.fromkeys(v for file in files for v in file.secret_variables))
+    return _File(name=name, services=services, volumes=volumes, secret_variables=variables)
 
 
 def _merge_service(old: _Service, new: _Service) -> _Service:
@@ -499,11 +506,12 @@ def _project_name(folder: Path, env: Mapping[str, str], top_name: str | None) ->
     return normalised
 
 
-def _holds_secret(where: str) -> bool:
-    """A place (`FILE: line 3: DB_PASSWORD`, `FILE: services.db.environment...`) whose
-    value may be a secret: any environment, or a key that looks secret."""
-    place = where.rpartition(": ")[2].upper() if ": " in where else where.upper()
-    return "ENVIRONMENT" in place or any(w in place for w in SECRET_KEY_WORDS)
+def _is_a_path(where: str) -> bool:
+    """A place (`FILE: services.db.volumes[0]`) whose value is a volume's path: no secret
+    there. Any other (an environment, an anchor, a .env line a password may take) may hold
+    one."""
+    place = where.rpartition(": ")[2]
+    return place.startswith("services.") and ".volumes[" in place
 
 
 def _is_secret(key: str, value: str) -> bool:
@@ -604,7 +612,7 @@ def _substitute(body: str, env: Mapping[str, str], where: str, strict: bool) -> 
     if operator.endswith("+"):
         return _interpolate(argument, env, where, strict) if is_set else ""
     if not is_set:
-        shown = argument and not _holds_secret(where)  # the text may be a piece of it
+        shown = argument and _is_a_path(where)  # elsewhere the text may be a secret's piece
         detail = f": {argument}" if shown else ""
         raise UsageError(f"{where}: required variable {name} is missing a value{detail}")
     return value

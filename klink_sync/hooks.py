@@ -65,8 +65,8 @@ def run_hooks(event: str, commands: Sequence[Command], values: Mapping[str, str]
                 result = process.run(argv, env=env)
             except process.CommandFailed as exc:
                 raise HookFailed(f"{event} hook failed: {exc}") from None
-            for line in result.stdout.splitlines():
-                log.info("%s hook: %s", event, process.mask(line))
+            for line in process.mask(result.stdout).splitlines():  # a secret of many lines
+                log.info("%s hook: %s", event, line)
 
 
 def ping(url: str | None, suffix: str = "") -> None:
@@ -113,12 +113,12 @@ class Job:
         self._notify(None)
 
     def failed(self, exc: BaseException) -> None:
-        """Any failure: on_failure hooks (only logged if they fail), metrics, ping /fail,
-        notify."""
+        """Any failure: on_failure hooks (only logged if they fail or a signal ends them:
+        the run's own error is the one reported), metrics, ping /fail, notify."""
         try:
             run_hooks("on_failure", self.settings.hooks.on_failure, self.values("failed", exc))
-        except HookFailed as hook_exc:
-            log.error("%s", hook_exc)
+        except KlinkSyncError as hook_exc:
+            log.error("on_failure hooks: %s", hook_exc)
         self._metrics(False)
         ping(self.settings.ping_url, "/fail")
         self._notify(exc)

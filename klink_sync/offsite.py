@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from .errors import UsageError
 from .retention import Retention, check_rules, name_time
@@ -62,13 +62,8 @@ class Offsite:
     @property
     def shown(self) -> str:
         """The repository for messages: a password in a URL (rest:https://u:p@...) left out."""
-        head, _, rest = self.repository.partition(":")
-        parts = urlsplit(rest)
-        if parts.password is None:
-            return self.repository
-        host = parts.hostname or ""
-        netloc = f"{parts.username}:*****@{host}" + (f":{parts.port}" if parts.port else "")
-        return f"{head}:{parts._replace(netloc=netloc).geturl()}"
+        split = _url_password(self.repository)
+        return f"{split[0]}*****{split[2]}" if split else self.repository
 
 
 def check_offsite(problems, entry: Mapping) -> Offsite | None:  # type: ignore[no-untyped-def]
@@ -193,9 +188,20 @@ def restic_env(offsite: Offsite, base: Mapping[str, str], cache_dir: str
 
 def url_secrets(repository: str) -> list[str]:
     """A password in the repository's URL (rest:https://user:PASSWORD@host/), as written
-    and decoded: restic quotes a URL it cannot parse (a raw `%`) whole."""
-    password = urlsplit(repository.partition(":")[2]).password or ""
+    and decoded: restic quotes a URL it cannot parse (a raw `%`, a `/`) whole."""
+    password = (_url_password(repository) or ("", "", ""))[1]
     return [p for p in {password, unquote(password)} if len(p) >= 4]  # shorter: ordinary text
+
+
+def _url_password(repository: str) -> tuple[str, str, str] | None:
+    """(before, password, after) of `...://user:password@host...`. Up to the last `@`, as
+    written: no URL parser, which a `/`, `#` or `?` in the password would mislead."""
+    head, scheme, rest = repository.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (scheme and at and colon and password):
+        return None
+    return f"{head}://{user}:", password, f"@{host}"
 
 
 # --- command lines (pure) ------------------------------------------------------------------

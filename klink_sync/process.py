@@ -55,18 +55,20 @@ class Result:
         rsync, for one, ends with the consequence ("Broken pipe") after the cause
         ("write failed ...: No space left on device").
         """
-        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        lines = [line.strip() for line in mask(self.stderr).splitlines() if line.strip()]
         causes = [line for line in lines if _CAUSE.search(line)]
-        return mask((causes or lines or [""])[0 if causes else -1])
+        return (causes or lines or [""])[0 if causes else -1]
 
 
 def add_secrets(values: Iterable[str]) -> None:
     """Register values that must never appear in logs or messages, in every form a tool
     may quote them in: as they are, escaped as JSON writes a string, and as Go quotes one
     (Compose's `Invalid template: "..."`)."""
-    for value in values:
-        if value and value not in _secrets:
-            _secrets[value] = re.compile("".join(_char_pattern(char) for char in value))
+    for value in filter(None, values):
+        lines = value.splitlines()  # a tool may print a key of many lines a line at a time
+        pieces = {line for line in lines if len(line) >= 6} if len(lines) > 1 else set()
+        for secret in {value, *pieces} - _secrets.keys():
+            _secrets[secret] = re.compile("".join(map(_char_pattern, secret)))
 
 
 # the escapes Go's strconv.Quote and JSON write for a character (besides \\xNN, \\uNNNN)
@@ -91,7 +93,8 @@ def _char_pattern(char: str) -> str:
             hexes.append(f"\\u{high:04x}\\u{low:04x}")
         hexes += [h[:2] + h[2:].upper() for h in hexes]  # some tools write the digits upper
         forms = {char, *_NAMED_ESCAPES.get(char, ()), *hexes}
-    return "(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")"
+    # atomic: a run of backslashes is never split every way (exponential) to find a match
+    return "(?>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")"
 
 
 def mask(text: str) -> str:
@@ -104,7 +107,7 @@ def show(argv: Sequence[str]) -> str:
     """A command line as a user could paste it, with secrets masked."""
     import shlex
 
-    return mask(" ".join(shlex.quote(os.fsdecode(a)) for a in argv))
+    return mask(" ".join(shlex.quote(mask(os.fsdecode(a))) for a in argv))  # then quoted
 
 
 def run(

@@ -470,6 +470,35 @@ def test_a_signal_during_a_hook_ends_the_hook_and_the_run_is_reported(
     assert running(klink_env) == ALL
 
 
+def test_a_signal_during_the_on_failure_hook_keeps_the_failure_and_its_report(
+    folder, tmp_path, klink_env
+):
+    """Review: a SIGTERM in an on_failure hook replaced the run's error (services still
+    down, and the command to start them) by "interrupted", and the metrics were never
+    written."""
+    import signal
+
+    set_running(klink_env, ALL)
+    metrics, started = tmp_path / "klink-sync.prom", tmp_path / "began"
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"dest": str(tmp_path / "backup"), "start_timeout": 2,
+                                      "metrics_file": str(metrics),
+                                      "hooks": {"shell": True,
+                                                "on_failure": [f": > {started}; sleep 5"]}}))
+    env = {**os.environ, **klink_env, "FAKE_COMPOSE_FAIL": "start"}
+    proc = subprocess.Popen([KLINK_SYNC, "hot-cold", "--folder", folder, "--config", config],
+                            env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 70, stderr
+    assert "services still down" in stderr and "start them now with" in stderr
+    assert re.search(r"^klink_sync_last_run_success\{[^}]*\} 0$", metrics.read_text(), re.M)
+
+
 def test_a_failing_after_hook_fails_the_run_and_keeps_the_snapshot(folder, tmp_path, klink_env):
     set_running(klink_env, ALL)
     dest = tmp_path / "backup"

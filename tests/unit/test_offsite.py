@@ -183,3 +183,19 @@ def test_a_short_password_or_a_fifo_is_refused(tmp_path):
     os.mkfifo(fifo, 0o600)
     with pytest.raises(UsageError, match="fifo: offsite.password_file: not a regular file"):
         secret_file(str(fifo), "password_file")  # at once: nobody writes to it
+
+
+@pytest.mark.parametrize("repository, password", [
+    ("rest:https://backup:Xk9/p#w2Qz@127.0.0.1:1/repo", "Xk9/p#w2Qz"),
+    ("rest:https://backup:Hx7?pQ2wZ9@host:8000/repo", "Hx7?pQ2wZ9"),
+    ("rest:https://backup:Hx7pQ2wZ9@[fd00::1/repo", "Hx7pQ2wZ9"),
+    ("rest:https://backup:Kq7%rT9wZx@127.0.0.1:1/repo", "Kq7%rT9wZx"),
+])  # fmt: skip
+def test_a_url_password_with_any_character_is_found_and_never_shown(repository, password):
+    """Review: `/`, `#` or `?` in the password cut it short for urlsplit (restic's error
+    printed it whole), a broken IPv6 address raised a traceback."""
+    from klink_sync.offsite import url_secrets
+
+    assert password in url_secrets(repository)
+    shown = Offsite(repository, "/p").shown
+    assert password not in shown and "*****" in shown

@@ -235,3 +235,28 @@ def test_a_secret_is_masked_whichever_unicode_tables_the_tool_has(shown):
     unassigned and escape it: each character may come either way."""
     process.add_secrets(["Zq9\v🛜Lm4PwX"])
     assert process.mask(f'Invalid template: "{shown}"') == 'Invalid template: "*****"'
+
+
+def test_a_secret_in_a_command_line_is_masked_before_the_shell_quoting():
+    """Review: a `'` in a password became `'"'"'` in the logged command line, unmasked."""
+    process.add_secrets(["Zr8'pQ-4e1d9c"])
+    assert "pQ-4e1d9c" not in process.show(["mariadb-admin", "--password=Zr8'pQ-4e1d9c"])
+
+
+def test_a_secret_of_many_lines_is_masked_line_by_line_too():
+    """Review: a key of several lines was logged a line at a time, each line unmasked."""
+    key = "MIIEvQIBADANBgkqhkiG9w0\nBKcwggSjAgEAAoIBAQC7\u2028MzEfYyjiWA4R4"
+    process.add_secrets([key])
+    for piece in key.splitlines():
+        assert process.mask(f"before hook: {piece}") == "before hook: *****"
+    failed = process.run(["sh", "-c", f"printf '%s' '{key}' >&2; exit 1"], ok_codes=(0, 1))
+    assert "AQC7" not in failed.last_error_line
+
+
+def test_masking_a_run_of_backslashes_takes_no_time():
+    """Review: a secret of many backslashes against a text of many made the mask try
+    every way to split them (exponential)."""
+    process.add_secrets(["\\" * 20 + "Z"])  # never found: every split would be tried
+    began = time.monotonic()
+    process.mask("\\" * 200)
+    assert time.monotonic() - began < 1
