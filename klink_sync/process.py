@@ -98,8 +98,10 @@ def _char_pattern(char: str) -> str:
 
 
 def mask(text: str) -> str:
+    """Each secret as it is first (the pattern's atomic alternatives may take a raw `\\\\`
+    for one escaped backslash and miss it), then in its printed forms."""
     for secret in sorted(_secrets, key=len, reverse=True):
-        text = _secrets[secret].sub(MASK, text)
+        text = _secrets[secret].sub(MASK, text.replace(secret, MASK))
     return text
 
 

@@ -260,3 +260,12 @@ def test_masking_a_run_of_backslashes_takes_no_time():
     began = time.monotonic()
     process.mask("\\" * 200)
     assert time.monotonic() - began < 1
+
+
+@pytest.mark.parametrize("secret", ["ab\\\\cdef", "pw\\u005cxyz", "pw\\x5cabc", "abc\\\\\\def"])
+def test_a_secret_with_backslashes_is_masked_as_it_is(secret):
+    """Review: the atomic alternatives took a raw `\\\\` for one escaped backslash and
+    then missed the rest of the secret, as is and in a command line."""
+    process.add_secrets([secret])
+    assert process.mask(f"raw: {secret}.") == "raw: *****."
+    assert secret not in process.show(["echo", secret])
