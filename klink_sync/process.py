@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _secrets: dict[str, re.Pattern] = {}  # each with the pattern of its printed forms
 MASK = "*****"
+MIN_SECRET = 4  # shorter values would mask ordinary text everywhere (every `e`)
 # s: a command's output is read this long after it ended (a daemon it left holds the pipe)
 OUTPUT_GRACE = 2.0
 _CAUSE = re.compile(r"error|failed|denied|cannot|no such|not found|no space", re.IGNORECASE)
@@ -64,7 +65,7 @@ def add_secrets(values: Iterable[str]) -> None:
     """Register values that must never appear in logs or messages, in every form a tool
     may quote them in: as they are, escaped as JSON writes a string, and as Go quotes one
     (Compose's `Invalid template: "..."`)."""
-    for value in filter(None, values):
+    for value in (v for v in values if len(v) >= MIN_SECRET):
         lines = value.splitlines()  # a tool may print a key of many lines a line at a time
         pieces = {line for line in lines if len(line) >= 6} if len(lines) > 1 else set()
         for secret in {value, *pieces} - _secrets.keys():
@@ -74,7 +75,8 @@ def add_secrets(values: Iterable[str]) -> None:
 # the escapes Go's strconv.Quote and JSON write for a character (besides \\xNN, \\uNNNN)
 _NAMED_ESCAPES = {"\a": ("\\a",), "\b": ("\\b",), "\f": ("\\f",), "\n": ("\\n",),
                   "\r": ("\\r",), "\t": ("\\t",), "\v": ("\\v",), '"': ('\\"',),
-                  "\\": ("\\\\",), "/": ("\\/",)}  # fmt: skip
+                  "\\": ("\\\\",), "/": ("\\/",),
+                  "'": ("\\'", "'\\''", "'\"'\"'")}  # Python's repr, a shell's quoting
 
 
 def _char_pattern(char: str) -> str:
@@ -85,13 +87,16 @@ def _char_pattern(char: str) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
         forms = {f"\\x{code - 0xDC00:02x}"}
     else:
-        hexes = [f"\\u{code:04x}", f"\\U{code:08x}"]
+        hexes = [f"\\U{code:08x}"]
         if code < 0x100:
             hexes.append(f"\\x{code:02x}")
-        if code > 0xFFFF:  # JSON's surrogate pair
+        if code <= 0xFFFF:
+            hexes.append(f"\\u{code:04x}")
+        else:  # JSON's surrogate pair
             high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
             hexes.append(f"\\u{high:04x}\\u{low:04x}")
-        hexes += [h[:2] + h[2:].upper() for h in hexes]  # some tools write the digits upper
+        hexes += [re.sub(r"(?<=\\[uUx])[0-9a-f]+", lambda m: m[0].upper(), h)
+                  for h in hexes]  # some tools write the digits upper  # fmt: skip
         forms = {char, *_NAMED_ESCAPES.get(char, ()), *hexes}
     # atomic: a run of backslashes is never split every way (exponential) to find a match
     return "(?>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")"

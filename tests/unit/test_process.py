@@ -218,7 +218,7 @@ def test_a_secret_is_masked_as_a_tool_quotes_it():
 
 @pytest.mark.parametrize("value, quoted", [
     ("Zq9\u00a0Lm4", "Zq9\\u00a0Lm4"), ("a\vb\ac", "a\\vb\\ac"), ("x\x7fy\x01", "x\\x7fy\\x01"),
-    ("p\u2028q\ue000", "p\\u2028q\\ue000"), ("\U0010fffd", "\\U0010fffd"),
+    ("p\u2028q\ue000", "p\\u2028q\\ue000"), ("pw\U0010fffdxy", "pw\\U0010fffdxy"),
     ('q"\\ é€😀 ok', 'q\\"\\\\ é€😀 ok'), ("bad\udcff", "bad\\xff"),
 ])  # fmt: skip
 def test_a_secret_is_masked_as_go_quotes_it(value, quoted):
@@ -269,3 +269,25 @@ def test_a_secret_with_backslashes_is_masked_as_it_is(secret):
     process.add_secrets([secret])
     assert process.mask(f"raw: {secret}.") == "raw: *****."
     assert secret not in process.show(["echo", secret])
+
+
+@pytest.mark.parametrize("secret, shown", [
+    ("p\U0001f6dcssword", "p\\uD83D\\uDEDCssword"),  # a surrogate pair, digits upper
+    ("it's-secret", "'-pit'\\''s-secret'"),  # `set -x` of a hook, shell-quoted
+    ("it's-secret", "'it'\"'\"'s-secret'"),
+    ("it's \"q\"-x", "'it\\'s \"q\"-x'"),  # Python's repr
+])  # fmt: skip
+def test_a_secret_is_masked_as_more_tools_print_it(secret, shown):
+    """Review: upper-case surrogate pairs (.NET, Jackson), a quote as a shell or Python's
+    repr writes it."""
+    process.add_secrets([secret])
+    assert "*****" in process.mask(shown) and "ssword" not in process.mask(shown)
+    assert "secret" not in process.mask(shown) and "-x" not in process.mask(shown)
+
+
+@pytest.mark.parametrize("short", ["e", " ", "\\", "abc"])
+def test_a_value_too_short_to_mask_is_not_registered(short):
+    """Review: a one-character database password blanked every `e` of every message."""
+    process.add_secrets([short])
+    assert process.mask("ERROR: connection refused: no route \\ to host abc") == \
+        "ERROR: connection refused: no route \\ to host abc"
