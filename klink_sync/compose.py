@@ -113,7 +113,9 @@ def load_deployment(
 
     environments = {name: _service_environment(service, env)
                     for name, service in merged.services.items()}  # fmt: skip
-    secret_pairs = [*dotenv.items(), *_env_file_values(service_env_files, env, written),
+    entries = [(k, v, written.get(k, v)) for k, v in dotenv.items()]
+    entries += _env_file_entries(service_env_files, env)
+    secret_pairs = [*((k, v) for k, v, _ in entries),
                     *(pair for environment in environments.values()
                       for pair in environment.items()),
                     *(("COMPOSE_SECRET", env.get(v, "")) for v in merged.secret_variables)]
@@ -124,33 +126,33 @@ def load_deployment(
         project_name=_project_name(folder, env, merged.name),
         volumes=volumes,
         services=tuple(sorted(merged.services)),
-        secrets=_as_written_too({v for k, v in secret_pairs if _is_secret(k, v)}, dotenv, written),
+        secrets=_with_written_forms(secret_pairs, entries),
         environments=environments,
     )
 
 
-def _as_written_too(secrets: set[str], dotenv: Mapping[str, str], written: Mapping[str, str]
-                    ) -> frozenset[str]:  # fmt: skip
-    """Compose quotes a value it cannot interpolate as written: a secret's `$` doubled,
-    and a .env line whose value a secret takes (`MYSQL_ROOT_PASSWORD: ${DB_ROOT}`) under a
-    name that does not look secret."""
+def _with_written_forms(pairs: Sequence[tuple[str, str]],
+                        entries: Sequence[tuple[str, str, str]]) -> frozenset[str]:
+    """The secrets among (key, value) pairs, and the forms Compose quotes a value in when
+    it cannot interpolate it: as an env file writes it (each (key, value, written) entry
+    whose key looks secret or whose value a secret takes, `MYSQL_ROOT_PASSWORD: ${DB_ROOT}`,
+    unless written as references alone), a secret's `$` doubled."""
+    secrets = {v for k, v in pairs if _is_secret(k, v)}
+    written = {w for k, v, w in entries
+               if (_is_secret(k, w) or v in secrets) and _REFERENCE.sub("", w).strip()}
     doubled = {v.replace("$", "$$") for v in secrets if "$" in v}
-    named = {w for k, w in written.items()
-             if dotenv.get(k) in secrets and _REFERENCE.sub("", w).strip()}  # fmt: skip
-    return frozenset(secrets | doubled | named)
+    return frozenset(secrets | written | doubled)
 
 
-def _env_file_values(paths: Sequence[Path], env: Mapping[str, str], written: dict[str, str]
-                     ) -> list[tuple[str, str]]:  # fmt: skip
-    """The env files' values, and every value as written (`written` holds .env's already)
-    where it holds more than references: Compose quotes that text when it cannot
-    interpolate it, password and all."""
-    pairs, as_written = [], list(written.items())
+def _env_file_entries(paths: Sequence[Path], env: Mapping[str, str]
+                      ) -> list[tuple[str, str, str]]:  # fmt: skip
+    """(key, value, value as the file writes it) of each env file's lines."""
+    entries = []
     for path in paths:
-        written = {}
-        pairs.extend(_read_env_file(path, env, written).items())
-        as_written.extend(written.items())
-    return pairs + [(k, v) for k, v in as_written if _REFERENCE.sub("", v).strip()]
+        written: dict[str, str] = {}
+        values = _read_env_file(path, env, written)
+        entries += [(k, v, written.get(k, v)) for k, v in values.items()]  # bare KEY: no text
+    return entries
 
 
 # a value written as references alone (`${DB_PASSWORD}`) holds no secret as written

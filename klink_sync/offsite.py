@@ -182,7 +182,7 @@ def restic_env(offsite: Offsite, base: Mapping[str, str], cache_dir: str
     env.update(RESTIC_REPOSITORY=offsite.repository, RESTIC_PASSWORD_FILE=offsite.password_file,
                RESTIC_CACHE_DIR=cache_dir)  # fmt: skip
     secrets = [password.decode("utf-8", "replace").strip(), *url_secrets(offsite.repository)]
-    secrets += [v for k, v in extra.items() if _SECRET_NAME.search(k) and len(v) >= 4]
+    secrets += [v for k, v in extra.items() if _SECRET_NAME.search(k)]
     return env, secrets
 
 
@@ -190,7 +190,7 @@ def url_secrets(repository: str) -> list[str]:
     """A password in the repository's URL (rest:https://user:PASSWORD@host/), as written
     and decoded: restic quotes a URL it cannot parse (a raw `%`, a `/`) whole."""
     password = (_url_password(repository) or ("", "", ""))[1]
-    return [p for p in {password, unquote(password)} if len(p) >= 4]  # shorter: ordinary text
+    return [p for p in {password, unquote(password)} if p]
 
 
 def _url_password(repository: str) -> tuple[str, str, str] | None:

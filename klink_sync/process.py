@@ -63,8 +63,9 @@ class Result:
 
 def add_secrets(values: Iterable[str]) -> None:
     """Register values that must never appear in logs or messages, in every form a tool
-    may quote them in: as they are, escaped as JSON writes a string, and as Go quotes one
-    (Compose's `Invalid template: "..."`)."""
+    may quote them in: as they are, and each character escaped as JSON, Go (Compose's
+    `Invalid template: "..."`), Python's repr or a shell would write it; a value of many
+    lines line by line too. Under MIN_SECRET characters a value is not registered."""
     for value in (v for v in values if len(v) >= MIN_SECRET):
         lines = value.splitlines()  # a tool may print a key of many lines a line at a time
         pieces = {line for line in lines if len(line) >= 6} if len(lines) > 1 else set()
@@ -187,7 +188,8 @@ def _start(argv: Sequence[str], how: str, cwd: str | os.PathLike | None,
     unknown host key, a hook asking) fails at once instead of waiting for an answer no one
     sees, the whole command, its children too, can be ended as one group, and its own
     `kill 0` (a script ending its children) ends that group, never klink-sync."""
-    log.debug("%s: %s", how, show(argv))
+    if log.isEnabledFor(logging.DEBUG):  # masking costs a pattern a secret: only for -v
+        log.debug("%s: %s", how, show(argv))
     environment = dict(env if env is not None else os.environ)
     if cwd is not None:
         environment["PWD"] = os.path.abspath(cwd)

@@ -349,8 +349,8 @@ def stopped_stack(
             with guard.noting():
                 stack.stop(stop_timeout)
                 times["stop_end"] = time.time()  # a signal noted now: the stop did end
-                window.hold = replace(window.hold, stop_ended=True)
-                state.record(window.hold)
+                window.hold = replace(window.hold, stop_ended=True)  # for a later record
+                state.note_stop_ended(stack.folder)
             yield window
         except BaseException:
             failed = True

@@ -142,6 +142,8 @@ def record(hold: Hold) -> None:
     renamed over another unsynced could be left empty by a power cut on some filesystems,
     and then nothing says what to start)."""
     path = _hold_path(hold.folder)
+    if not hold.stop_ended:  # a note an earlier run left says nothing of this one's stop
+        _stop_ended_path(path).unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
@@ -160,10 +162,25 @@ def record(hold: Hold) -> None:
 
 
 def clear(folder: Path | str) -> None:
-    try:
-        os.unlink(_hold_path(folder))
-    except FileNotFoundError:
-        pass
+    path = _hold_path(folder)
+    for gone in (path, _stop_ended_path(path)):
+        try:
+            os.unlink(gone)
+        except FileNotFoundError:
+            pass
+
+
+def _stop_ended_path(record_path: Path) -> Path:
+    return record_path.with_suffix(".stop-ended")
+
+
+def note_stop_ended(folder: Path | str) -> None:
+    """The run saw its stop end: a file beside the record, made inside the downtime
+    without waiting for the disk. Lost in a power cut, the record stands as it was and
+    `recover` lets a stop that may go on finish first: less is never unsafe."""
+    fd = os.open(_stop_ended_path(_hold_path(folder)),
+                 os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # fmt: skip
+    os.close(fd)
 
 
 def held(folder: Path | str) -> Hold | None:
@@ -197,7 +214,8 @@ def _read_hold(path: Path) -> Hold | None:
                            "services": tuple(data["services"]),
                            "containers": tuple(data.get("containers", ())),
                            "stop_timeout": _bounded(data.get("stop_timeout", 0)),
-                           "stop_ended": _flag(data.get("stop_ended", False))})  # fmt: skip
+                           "stop_ended": _flag(data.get("stop_ended", False))
+                                         or _stop_ended_path(path).exists()})  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{path}: cannot read klink-sync's record ({exc})") from None
 
