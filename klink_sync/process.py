@@ -26,7 +26,7 @@ from .errors import KlinkSyncError
 
 log = logging.getLogger(__name__)
 
-_secrets: dict[str, re.Pattern] = {}  # each with the pattern of its printed forms
+_secrets: dict[str, tuple[re.Pattern, ...]] = {}  # each with the patterns of its printed forms
 MASK = "*****"
 MIN_SECRET = 4  # shorter values would mask ordinary text everywhere (every `e`)
 # s: a command's output is read this long after it ended (a daemon it left holds the pipe)
@@ -70,14 +70,24 @@ def add_secrets(values: Iterable[str]) -> None:
         lines = value.splitlines()  # a tool may print a key of many lines a line at a time
         pieces = {line for line in lines if len(line) >= 6} if len(lines) > 1 else set()
         for secret in {value, *pieces} - _secrets.keys():
-            _secrets[secret] = re.compile("".join(map(_char_pattern, secret)))
+            _secrets[secret] = tuple(re.compile(p) for p in _patterns(secret))
+
+
+def _patterns(secret: str) -> list[str]:
+    """Escaped (JSON, Go, repr: each character as is or escaped) and, with a `'` in it,
+    shell-quoted: inside a shell's single quotes every character is as it is, backslashes
+    too, and only the quote is written otherwise (`'\\''`, `'"'"'`)."""
+    found = ["".join(map(_char_pattern, secret))]
+    if "'" in secret:
+        found.append("".join("(?:'\\\\''|'\"'\"'|')" if c == "'" else re.escape(c) for c in secret))
+    return found
 
 
 # the escapes Go's strconv.Quote and JSON write for a character (besides \\xNN, \\uNNNN)
 _NAMED_ESCAPES = {"\a": ("\\a",), "\b": ("\\b",), "\f": ("\\f",), "\n": ("\\n",),
                   "\r": ("\\r",), "\t": ("\\t",), "\v": ("\\v",), '"': ('\\"',),
                   "\\": ("\\\\",), "/": ("\\/",),
-                  "'": ("\\'", "'\\''", "'\"'\"'")}  # Python's repr, a shell's quoting
+                  "'": ("\\'",)}  # Python's repr (a shell's quoting: _patterns)
 
 
 def _char_pattern(char: str) -> str:
@@ -107,7 +117,9 @@ def mask(text: str) -> str:
     """Each secret as it is first (the pattern's atomic alternatives may take a raw `\\\\`
     for one escaped backslash and miss it), then in its printed forms."""
     for secret in sorted(_secrets, key=len, reverse=True):
-        text = _secrets[secret].sub(MASK, text.replace(secret, MASK))
+        text = text.replace(secret, MASK)
+        for pattern in _secrets[secret]:
+            text = pattern.sub(MASK, text)
     return text
 
 
