@@ -65,7 +65,9 @@ if [ ! -x "$here/.venv/bin/klink-sync" ] || [ "$here/pyproject.toml" -nt "$here/
   log "creating .venv"
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install -q --upgrade pip
-  "$here/.venv/bin/pip" install -q -e "$here[test]"
+  # compat: the checkout on sys.path through a plain .pth line; the default import hook
+  # costs every start of every command (and of each test's klink-sync) an import more
+  "$here/.venv/bin/pip" install -q -e "$here[test]" --config-settings editable_mode=compat
   touch "$here/.venv/.installed"
 fi
 log "ready"

@@ -47,6 +47,9 @@ def parse_args(argv=None):
                     help="documents/s of the writer (the sample's default: 15)")
     ap.add_argument("--change-percent", type=float, default=1.0,
                     help="percent of the pre-filled documents rewritten before H2 (default 1)")
+    ap.add_argument("--offsite-rounds", type=int, default=3,
+                    help="incremental offsite rounds per repetition, each a new change and "
+                    "snapshot pushed by both (default 3)")
     ap.add_argument("--settle", type=float, default=5, help="seconds of rest before each method")
     ap.add_argument("--poll-interval", type=float, default=0.05, help="seconds between probes")
     ap.add_argument("--compose", default="docker compose", help="compose command")

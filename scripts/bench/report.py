@@ -139,13 +139,13 @@ class View:
                 for r in self.res if r["method"] == method]  # fmt: skip
 
     def per_rep_ratio(self, x, y, key="wall"):
-        """x's value over y's, repetition by repetition."""
+        """x's value over y's, repetition by repetition: the i-th run of x in a repetition
+        over the i-th of y (the offsite rounds make several pairs in one repetition)."""
         out = []
         for rep in range(1, self.a.reps + 1):
             vx = [r[key] for r in self.res if r["method"] == x and r["rep"] == rep]
             vy = [r[key] for r in self.res if r["method"] == y and r["rep"] == rep]
-            if vx and vy and vy[0]:
-                out.append(vx[0] / vy[0])
+            out += [a / b for a, b in zip(vx, vy) if b]
         return out
 
 
@@ -540,14 +540,16 @@ def _offsite(view: View, w) -> None:
       "it into the first repository (restic runs in the snapshot folder, `--ignore-ctime`, "
       "the previous push as `--parent`) and plain `restic backup --json FOLDER` of the "
       "deployment's folder into the second (**first push**). Then "
-      f"{a.change_percent:g}% of the pre-filled documents rewritten, a second hot-cold "
-      "snapshot (its unchanged files hard links to the first's), and both again "
+      f"{getattr(a, 'offsite_rounds', 1)} incremental round(s), each: "
+      f"{a.change_percent:g}% of the pre-filled documents rewritten, a new hot-cold "
+      "snapshot (its unchanged files hard links to the one before), and both again "
       "(**incremental push**: plain restic takes its own parent, the last snapshot of the "
       "same host and path). Time: the command alone (GNU time around it), each after "
       f"`sync` and {a.settle:g} s of rest; which of the two runs first alternates from one "
-      "repetition to the next.\n")  # fmt: skip
+      "pair to the next; a ratio is klink-sync's time over plain restic's in the same "
+      "pair.\n")  # fmt: skip
     w("| push | `klink-sync offsite push` s | plain `restic backup` s | "
-      "ratio per repetition | median ratio |")
+      "ratio per pair | median ratio |")
     w("|---|---|---|---|---|")
     for name, n in OFFSITE_ROWS:
         rr = off[n]
@@ -560,7 +562,7 @@ def _offsite(view: View, w) -> None:
 
 def _offsite_summary(view: View, w) -> None:
     """restic's numbers of the incremental runs, and the fixed costs behind the ratio."""
-    w("restic's JSON summary of the incremental runs (median over the repetitions):\n")
+    w("restic's JSON summary of the incremental runs (median over the rounds):\n")
     w("| incremental run | data_added | files_new | files_changed | files_unmodified | "
       "repository grew by |")
     w("|---|---|---|---|---|---|")

@@ -340,23 +340,25 @@ def offsite(b: Bench) -> None:
 
 def offsite_repetition(b: Bench, rep: int, d: Path) -> None:
     """A hot-cold snapshot, pushed into an empty repository; the deployment's folder backed
-    up by plain restic into an empty one. Then the 1% change, a second snapshot (hard links
-    to the first), the incremental push and plain restic's incremental run. Which of the
-    two goes first alternates from one repetition to the next."""
+    up by plain restic into an empty one. Then --offsite-rounds incremental rounds, each:
+    the 1% change, a new snapshot (hard links to the one before), the incremental push and
+    plain restic's incremental run, as a daily chain of pushes goes. Which of the two goes
+    first alternates from one pair to the next."""
     s = b.s
     kd, krepo, prepo = d / "klink", d / "repo-klink", d / "repo-plain"
     conf = m.offsite_repositories(s, krepo, prepo)
-    for n in (1, 2):
+    for turn in range(1 + b.a.offsite_rounds):
+        n = 1 if turn == 0 else 2
         if n == 2:
             changed = s.change_documents()
-            log(f"offsite rep {rep}: rewrote {b.a.change_percent:g}% of the documents "
-                f"({changed / MIB:.0f} MiB)")  # fmt: skip
+            log(f"offsite rep {rep}, round {turn}: rewrote {b.a.change_percent:g}% of the "
+                f"documents ({changed / MIB:.0f} MiB)")  # fmt: skip
             b.extra.setdefault("offsite", {}).setdefault("changed_bytes", []).append(changed)
         run(["sync"])
         run(s.klink("hot-cold", "--folder", s.folder, "--dest", kd), env=s.klink_env)
         pair = [(f"offsite-{n}", m.offsite_push, s, conf, kd, krepo),
                 (f"restic-plain-{n}", m.restic_backup, s, prepo)]  # fmt: skip
-        for method, body, *args in pair if rep % 2 else pair[::-1]:
+        for method, body, *args in pair if (rep + turn) % 2 else pair[::-1]:
             b.record(method, rep, body, *args)
     costs = m.fixed_costs(s, prepo)
     for key, value in costs.items():

@@ -242,3 +242,16 @@ def test_report_without_the_new_rows_has_no_users_table():
     assert "### What the users saw" not in text
     assert "## Restoring the database" not in text
     assert "| `hot-cold --pause`: downtime 0 | not run | – |" in text
+
+
+def test_offsite_rounds_pair_each_incremental_push_with_its_own_baseline():
+    """Several incremental rounds in one repetition: the i-th push over the i-th plain run,
+    every pair counted (not only each repetition's first)."""
+    run = made_up_run(offsite={"changed_bytes": [MIB]})
+    pushes = [("offsite-2", 1, 2.2), ("restic-plain-2", 1, 2.0), ("restic-plain-2", 1, 2.0),
+              ("offsite-2", 1, 2.4), ("offsite-2", 2, 2.6), ("restic-plain-2", 2, 2.0)]
+    run.results += [{"method": m, "rep": rep, "downtime": None, "wall": t, "cmd_s": t,
+                     "written": MIB, "summary": {}} for m, rep, t in pushes]  # fmt: skip
+    view = View(run, MACHINE, TIMING, [])
+    assert [round(x, 2) for x in view.off[2]] == [1.1, 1.2, 1.3]
+    assert "| 1.10, 1.20, 1.30 | 1.20 |" in render(view)
