@@ -145,7 +145,7 @@ class View:
         for rep in range(1, self.a.reps + 1):
             vx = [r[key] for r in self.res if r["method"] == x and r["rep"] == rep]
             vy = [r[key] for r in self.res if r["method"] == y and r["rep"] == rep]
-            out += [a / b for a, b in zip(vx, vy) if b]
+            out += [a / b for a, b in zip(vx, vy, strict=False) if b]
         return out
 
 
