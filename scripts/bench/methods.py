@@ -290,7 +290,8 @@ def offsite_push(s: Stack, conf: Path, kd: Path, repo: Path) -> dict:
     pushed = json.loads(p.stdout)
     found = {k: pushed.get(k) for k in SUMMARY[1:]} | {"data_added": pushed.get("added_bytes")}
     return {"cmd_s": secs, "rss_kib": rss, "written": du_bytes(repo)[0] - before,
-            "summary": found, "snapshot": pushed.get("snapshot")}  # fmt: skip
+            "summary": found, "snapshot": pushed.get("snapshot"),
+            "restic_s": pushed.get("seconds")}  # fmt: skip
 
 
 def restic_backup(s: Stack, repo: Path) -> dict:

@@ -591,6 +591,12 @@ def _offsite_summary(view: View, w) -> None:
             f"command, like plain restic. Expected on top: first {opened + started:.2f} s, "
             f"incremental {started:.2f} s; measured (median push − median plain): first "
             f"{fr(gap[0])} s, incremental {fr(gap[1])} s")  # fmt: skip
+    own = [r["cmd_s"] - r["restic_s"] for r in view.res
+           if r["method"] == "offsite-2" and r.get("restic_s") is not None]  # fmt: skip
+    if own:
+        lines.append(
+            "klink-sync's own time in an incremental push (its wall time less the restic "
+            f"command's, as its `--json` `seconds` gives it): {stat3(own)} s")  # fmt: skip
     for line in lines:
         w(f"- {line}")
     if lines:

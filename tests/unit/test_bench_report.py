@@ -252,6 +252,12 @@ def test_offsite_rounds_pair_each_incremental_push_with_its_own_baseline():
               ("offsite-2", 1, 2.4), ("offsite-2", 2, 2.6), ("restic-plain-2", 2, 2.0)]
     run.results += [{"method": m, "rep": rep, "downtime": None, "wall": t, "cmd_s": t,
                      "written": MIB, "summary": {}} for m, rep, t in pushes]  # fmt: skip
+    for r, inner in zip([r for r in run.results if r["method"] == "offsite-2"],
+                        (2.1, 2.2, 2.3), strict=True):  # fmt: skip
+        r["restic_s"] = inner
     view = View(run, MACHINE, TIMING, [])
     assert [round(x, 2) for x in view.off[2]] == [1.1, 1.2, 1.3]
-    assert "| 1.10, 1.20, 1.30 | 1.20 |" in render(view)
+    text = render(view)
+    assert "| 1.10, 1.20, 1.30 | 1.20 |" in text
+    assert ("less the restic command's, as its `--json` `seconds` gives it): "
+            "0.20 (0.10–0.30) s") in text  # fmt: skip
