@@ -80,7 +80,7 @@ install-timer: ## systemd service + timer (ON_CALENDAR=daily), enabled
 .PHONY: bench
 BENCH_ARGS ?=
 bench: images ## downtime benchmark, writes docs/benchmarks.md + docs/downtime.png (BENCH_ARGS=--quick: smoke size)
-	@$(PY) -c 'import matplotlib, pymysql' 2>/dev/null || $(VENV)/bin/pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	@$(PY) -c 'import matplotlib, pymysql' 2>/dev/null || $(VENV)/bin/pip install -q -e '.[test,bench]'
 	$(PY) -m scripts.bench $(BENCH_ARGS)
 
 clean: ## remove the venv and the demo folder (stops the demo stack)

@@ -65,9 +65,7 @@ if [ ! -x "$here/.venv/bin/klink-sync" ] || [ "$here/pyproject.toml" -nt "$here/
   log "creating .venv"
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install -q --upgrade pip
-  # compat: the checkout on sys.path through a plain .pth line; the default import hook
-  # costs every start of every command (and of each test's klink-sync) an import more
-  "$here/.venv/bin/pip" install -q -e "$here[test]" --config-settings editable_mode=compat
+  "$here/.venv/bin/pip" install -q -e "$here[test]"
   touch "$here/.venv/.installed"
 fi
 log "ready"
