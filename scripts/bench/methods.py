@@ -306,6 +306,21 @@ def restic_backup(s: Stack, repo: Path) -> dict:
             "summary": {k: found.get(k) for k in SUMMARY}, "exit": p.returncode}  # fmt: skip
 
 
+def restic_same(s: Stack, repo: Path, kd: Path, parents: list[str]) -> dict:
+    """restic by hand with klink-sync's own command line (`--ignore-ctime`, the previous
+    run as `--parent`, `.` inside the destination's latest snapshot folder) into repo: what
+    the push costs without klink-sync around it. Its snapshot id is the next one's parent."""
+    before = du_bytes(repo)[0]
+    folder = kd / "snapshots" / os.path.basename(os.readlink(kd / "latest"))
+    argv = ["restic", "backup", "--json", "--host", "bench-same", "--ignore-ctime",
+            *(["--parent", parents[-1]] if parents else []), "."]  # fmt: skip
+    secs, rss, p = timed(argv, cwd=folder, env=dict(restic_env(s, repo), PWD=str(folder)))
+    found = restic_summary(p.stdout)
+    parents.append(found["snapshot_id"])
+    return {"cmd_s": secs, "rss_kib": rss, "written": du_bytes(repo)[0] - before,
+            "summary": {k: found.get(k) for k in SUMMARY}}  # fmt: skip
+
+
 def restic_summary(stdout: str) -> dict:
     """The summary line of `restic backup --json`."""
     for line in reversed(stdout.splitlines()):

@@ -340,13 +340,15 @@ def offsite(b: Bench) -> None:
 
 def offsite_repetition(b: Bench, rep: int, d: Path) -> None:
     """A hot-cold snapshot, pushed into an empty repository; the deployment's folder backed
-    up by plain restic into an empty one. Then --offsite-rounds incremental rounds, each:
-    the 1% change, a new snapshot (hard links to the one before), the incremental push and
-    plain restic's incremental run, as a daily chain of pushes goes. Which of the two goes
-    first alternates from one pair to the next."""
+    up by plain restic into an empty one; the snapshot backed up by restic by hand with
+    klink-sync's command line into a third. Then --offsite-rounds incremental rounds, each:
+    the 1% change, a new snapshot (hard links to the one before), and the three again, as
+    a daily chain of pushes goes. The order of the three turns from one round to the next."""
     s = b.s
-    kd, krepo, prepo = d / "klink", d / "repo-klink", d / "repo-plain"
+    kd, krepo, prepo, srepo = d / "klink", d / "repo-klink", d / "repo-plain", d / "repo-same"
     conf = m.offsite_repositories(s, krepo, prepo)
+    run(["cp", "-a", prepo, srepo])
+    parents: list[str] = []  # restic-same's own chain
     for turn in range(1 + b.a.offsite_rounds):
         n = 1 if turn == 0 else 2
         if n == 2:
@@ -356,9 +358,11 @@ def offsite_repetition(b: Bench, rep: int, d: Path) -> None:
             b.extra.setdefault("offsite", {}).setdefault("changed_bytes", []).append(changed)
         run(["sync"])
         run(s.klink("hot-cold", "--folder", s.folder, "--dest", kd), env=s.klink_env)
-        pair = [(f"offsite-{n}", m.offsite_push, s, conf, kd, krepo),
-                (f"restic-plain-{n}", m.restic_backup, s, prepo)]  # fmt: skip
-        for method, body, *args in pair if (rep + turn) % 2 else pair[::-1]:
+        three = [(f"offsite-{n}", m.offsite_push, s, conf, kd, krepo),
+                 (f"restic-plain-{n}", m.restic_backup, s, prepo),
+                 (f"restic-same-{n}", m.restic_same, s, srepo, kd, parents)]  # fmt: skip
+        turned = (rep + turn) % len(three)
+        for method, body, *args in three[turned:] + three[:turned]:
             b.record(method, rep, body, *args)
     costs = m.fixed_costs(s, prepo)
     for key, value in costs.items():

@@ -259,5 +259,15 @@ def test_offsite_rounds_pair_each_incremental_push_with_its_own_baseline():
     assert [round(x, 2) for x in view.off[2]] == [1.1, 1.2, 1.3]
     text = render(view)
     assert "| 1.10, 1.20, 1.30 | 1.20 |" in text
+    assert "Where the incremental ratio comes from" not in text  # no restic-same rows
+    run.results += [{"method": "restic-same-2", "rep": rep, "downtime": None, "wall": t,
+                     "cmd_s": t, "written": MIB, "summary": {}}
+                    for rep, t in ((1, 2.0), (1, 2.2), (2, 2.0))]  # fmt: skip
+    text = render(View(run, MACHINE, TIMING, []))
+    assert ("| klink-sync around restic: push / restic by hand | 2.40 (2.20–2.60) / "
+            "2.00 (2.00–2.20) | 1.10, 1.09, 1.30 | 1.10 |") in text  # fmt: skip
+    assert ("| the snapshot folder: restic by hand / plain restic | 2.00 (2.00–2.20) / "
+            "2.00 (2.00–2.00) | 1.00, 1.10, 1.00 | 1.00 |") in text  # fmt: skip
+    assert "| **restic-same-2**" not in text  # not in the downtime table
     assert ("less the restic command's, as its `--json` `seconds` gives it): "
             "0.20 (0.10–0.30) s") in text  # fmt: skip
