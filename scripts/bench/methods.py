@@ -263,14 +263,15 @@ def restic(s: Stack, repo: Path, first: bool) -> dict:
 SUMMARY = ("data_added", "files_new", "files_changed", "files_unmodified")
 
 
-def offsite_repositories(s: Stack, krepo: Path, prepo: Path) -> Path:
-    """Two empty restic repositories, the first a copy of the second (one key, so one
-    key-derivation cost for both), and a klink-sync config that pushes into the first."""
+def offsite_repositories(s: Stack, prepo: Path, *copies: Path) -> Path:
+    """An empty restic repository and copies of it (one key, so one key-derivation cost
+    for all), and a klink-sync config that pushes into the first copy."""
     run(["restic", "init", "-q"], env=restic_env(s, prepo))
-    run(["cp", "-a", prepo, krepo])
-    conf = krepo.parent / "klink-sync.yml"
+    for copy in copies:
+        run(["cp", "-a", prepo, copy])
+    conf = prepo.parent / "klink-sync.yml"
     conf.write_text("offsite:\n"
-                    f"  repository: {json.dumps(str(krepo))}\n"
+                    f"  repository: {json.dumps(str(copies[0]))}\n"
                     f"  password_file: {json.dumps(str(s.work / 'restic-password'))}\n"
                     "  after_backup: false\n")  # fmt: skip
     return conf
@@ -297,28 +298,32 @@ def offsite_push(s: Stack, conf: Path, kd: Path, repo: Path) -> dict:
 def restic_backup(s: Stack, repo: Path) -> dict:
     """Plain `restic backup` of the deployment's folder into repo: a later run takes
     restic's own parent (the last snapshot of this host and path)."""
-    before = du_bytes(repo)[0]
-    # exit 3: a file vanished while restic read the live folder; the snapshot is made
-    secs, rss, p = timed(["restic", "backup", "--json", s.folder], env=restic_env(s, repo),
-                         ok=(0, 3))  # fmt: skip
-    found = restic_summary(p.stdout)
-    return {"cmd_s": secs, "rss_kib": rss, "written": du_bytes(repo)[0] - before,
-            "summary": {k: found.get(k) for k in SUMMARY}, "exit": p.returncode}  # fmt: skip
+    return _timed_backup(s, repo, ["restic", "backup", "--json", s.folder])
 
 
 def restic_same(s: Stack, repo: Path, kd: Path, parents: list[str]) -> dict:
     """restic by hand with klink-sync's own command line (`--ignore-ctime`, the previous
     run as `--parent`, `.` inside the destination's latest snapshot folder) into repo: what
     the push costs without klink-sync around it. Its snapshot id is the next one's parent."""
-    before = du_bytes(repo)[0]
     folder = kd / "snapshots" / os.path.basename(os.readlink(kd / "latest"))
     argv = ["restic", "backup", "--json", "--host", "bench-same", "--ignore-ctime",
             *(["--parent", parents[-1]] if parents else []), "."]  # fmt: skip
-    secs, rss, p = timed(argv, cwd=folder, env=dict(restic_env(s, repo), PWD=str(folder)))
+    row = _timed_backup(s, repo, argv, folder)
+    parents.append(row.pop("snapshot_id"))
+    return row
+
+
+def _timed_backup(s: Stack, repo: Path, argv: list, folder: Path | None = None) -> dict:
+    """One `restic backup --json` into repo, timed; run in `folder` when given (told so by
+    PWD, as klink-sync tells it). Exit 3: a file vanished while restic read the live
+    folder; the snapshot is made."""
+    before = du_bytes(repo)[0]
+    env = restic_env(s, repo) | ({"PWD": str(folder)} if folder else {})
+    secs, rss, p = timed(argv, cwd=folder, env=env, ok=(0, 3))
     found = restic_summary(p.stdout)
-    parents.append(found["snapshot_id"])
     return {"cmd_s": secs, "rss_kib": rss, "written": du_bytes(repo)[0] - before,
-            "summary": {k: found.get(k) for k in SUMMARY}}  # fmt: skip
+            "summary": {k: found.get(k) for k in SUMMARY}, "exit": p.returncode,
+            "snapshot_id": found.get("snapshot_id")}  # fmt: skip
 
 
 def restic_summary(stdout: str) -> dict:

@@ -346,8 +346,7 @@ def offsite_repetition(b: Bench, rep: int, d: Path) -> None:
     a daily chain of pushes goes. The order of the three turns from one round to the next."""
     s = b.s
     kd, krepo, prepo, srepo = d / "klink", d / "repo-klink", d / "repo-plain", d / "repo-same"
-    conf = m.offsite_repositories(s, krepo, prepo)
-    run(["cp", "-a", prepo, srepo])
+    conf = m.offsite_repositories(s, prepo, krepo, srepo)
     parents: list[str] = []  # restic-same's own chain
     for turn in range(1 + b.a.offsite_rounds):
         n = 1 if turn == 0 else 2
